@@ -1,0 +1,1 @@
+"""Pure address arithmetic and rules: no I/O, no web, no database."""

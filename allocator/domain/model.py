@@ -1,0 +1,77 @@
+"""The objects the allocator hands out: ranges and allocations, as clients see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import netaddr
+
+from allocator.domain.address import Family, format_address
+from allocator.domain.range import ServiceRange
+
+
+def format_time(moment: datetime) -> str:
+    """Return RFC 3339 UTC text with a ``Z`` suffix."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A range as stored: its identity, geometry and allocation count."""
+
+    id: int
+    name: str
+    geometry: ServiceRange
+    allocated: int
+    created_at: datetime
+    revision: int
+
+    @property
+    def free(self) -> int:
+        return self.geometry.size - self.allocated
+
+    def document(self) -> dict[str, Any]:
+        """Return the Range object of the HTTP contract."""
+        band = self.geometry.static_band
+        return {
+            "name": self.name,
+            "cidr": self.geometry.cidr,
+            "family": str(self.geometry.family),
+            "size": self.geometry.size,
+            "allocated": self.allocated,
+            "free": self.free,
+            "static_band": {
+                "first": str(self.geometry.address_at(band.first)) if band.size else None,
+                "last": str(self.geometry.address_at(band.last)) if band.size else None,
+                "size": band.size,
+            },
+            "created_at": format_time(self.created_at),
+            "revision": self.revision,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One held address."""
+
+    ip: netaddr.IPAddress
+    family: Family
+    range: str
+    owner: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    revision: int
+
+    def document(self) -> dict[str, Any]:
+        """Return the Allocation object of the HTTP contract."""
+        return {
+            "ip": format_address(self.ip),
+            "family": str(self.family),
+            "range": self.range,
+            "owner": self.owner,
+            "metadata": self.metadata,
+            "created_at": format_time(self.created_at),
+            "revision": self.revision,
+        }

@@ -1,0 +1,1 @@
+"""Use cases: each one transaction, opened and committed here and nowhere else."""

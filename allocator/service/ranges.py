@@ -1,0 +1,78 @@
+"""Range use cases: create, read, list, delete."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from allocator.domain.address import parse_network
+from allocator.domain.errors import RangeExists, RangeNotEmpty, RangeNotFound, RangeOverlaps
+from allocator.domain.model import Range
+from allocator.domain.range import ServiceRange, validate_name
+from allocator.service.unit_of_work import run
+from allocator.store import bitmap, ranges
+
+
+async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:
+    """Create a range with an empty bitmap.
+
+    Raises InvalidRequest (bad name or CIDR, prefix length out of limits), RangeExists,
+    RangeOverlaps (naming the range it overlaps).
+    """
+    validate_name(name)
+    geometry = ServiceRange.of(parse_network(cidr))
+
+    async def work(connection: AsyncConnection) -> Range:
+        if await ranges.get(connection, name) is not None:
+            raise RangeExists(f"a range named {name!r} already exists")
+        other = await ranges.overlapping(connection, geometry)
+        if other is not None:
+            raise RangeOverlaps(
+                f"{geometry.cidr} overlaps range {other!r}", conflicting_range=other
+            )
+        return await ranges.add(connection, name, geometry, datetime.now(UTC))
+
+    return await run(engine, work)
+
+
+async def get_range(engine: AsyncEngine, name: str) -> Range:
+    """Return the range ``name``; raise RangeNotFound."""
+
+    async def work(connection: AsyncConnection) -> Range:
+        return await require(connection, name)
+
+    return await run(engine, work, read_only=True)
+
+
+async def list_ranges(engine: AsyncEngine) -> list[Range]:
+    """Return every range, ordered by name."""
+    return await run(engine, ranges.list_all, read_only=True)
+
+
+async def delete_range(engine: AsyncEngine, name: str) -> int:
+    """Delete an empty range and its bitmap; return the revision.
+
+    Raises RangeNotFound, RangeNotEmpty (with the number of allocations still held).
+    """
+
+    async def work(connection: AsyncConnection) -> int:
+        stored = await require(connection, name)
+        await bitmap.drop_blocks(connection, stored.id)
+        locked = await require(connection, name, lock=True)
+        if locked.allocated:
+            raise RangeNotEmpty(
+                f"range {name!r} still holds {locked.allocated} allocations",
+                allocated=locked.allocated,
+            )
+        return await ranges.remove(connection, locked)
+
+    return await run(engine, work)
+
+
+async def require(connection: AsyncConnection, name: str, *, lock: bool = False) -> Range:
+    """Return the range ``name``; raise RangeNotFound."""
+    stored = await ranges.get(connection, name, lock=lock)
+    if stored is None:
+        raise RangeNotFound(f"no range named {name!r}")
+    return stored

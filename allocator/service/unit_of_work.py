@@ -1,0 +1,113 @@
+"""The unit of work: one transaction that rolls back unless ``commit()`` is called.
+
+It is also where database failures become allocator errors: a lost connection, a pool that
+stays empty or a timed-out lock is ``Unavailable`` (503, retry later), never a stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self, TypeVar
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from allocator.domain.errors import Unavailable
+
+T = TypeVar("T")
+
+RACE_STATES = frozenset({"40001", "40P01", "23505", "23P01"})
+"""Serialization failure, deadlock, unique and exclusion violations: a concurrent transaction
+won a race this one checked for; running the use case again sees the winner and answers for it."""
+
+UNAVAILABLE_STATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03", "53300"})
+"""Lock or statement timeout, server shutting down or starting, too many connections."""
+
+ATTEMPTS = 4
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """Return the SQLSTATE of a database error, or None for anything else."""
+    if isinstance(exc, DBAPIError):
+        return getattr(exc.orig, "sqlstate", None)
+    return None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot serve now (as opposed to refusing this request)."""
+    if isinstance(exc, PoolTimeout | OSError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = sqlstate(exc)
+    if state in UNAVAILABLE_STATES or (state or "").startswith("08"):
+        return True
+    return isinstance(exc, OperationalError) and state is None
+
+
+class UnitOfWork:
+    """``async with UnitOfWork(engine) as uow: ...; await uow.commit()``."""
+
+    connection: AsyncConnection
+
+    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
+        self._engine = engine
+        self._read_only = read_only
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        try:
+            self.connection = await self._engine.connect()
+            if self._read_only:
+                # One snapshot for every statement: a page and its revision agree.
+                await self.connection.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            await self.connection.begin()
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+            raise
+        return self
+
+    async def commit(self) -> None:
+        await self.connection.commit()
+        self._committed = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self.connection.rollback()
+        except Exception:  # the connection may be gone; closing below discards it
+            pass
+        finally:
+            await self.connection.close()
+        if exc is not None and is_unavailable(exc):
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+async def run(
+    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, read_only: bool = False
+) -> T:
+    """Run ``work`` in a transaction and commit; run it again if it lost a race (see RACE_STATES).
+
+    Raises what ``work`` raises, Unavailable when the database cannot serve, and the last race
+    error when every attempt lost one.
+    """
+    for attempt in range(ATTEMPTS):
+        try:
+            async with UnitOfWork(engine, read_only=read_only) as uow:
+                result = await work(uow.connection)
+                await uow.commit()
+                return result
+        except DBAPIError as exc:
+            if sqlstate(exc) not in RACE_STATES or attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")

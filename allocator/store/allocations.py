@@ -1,0 +1,192 @@
+"""Allocations: rows of ``allocation``, and the two writes that keep bit, row, count and log in step.
+
+``record_allocation`` and ``record_release`` are each one statement that changes the block's bits,
+the range's count, the allocation row and appends the event, the head bump last of all (see
+``allocator.store.event_log``). Callers hold the block lock (allocation) or the allocation row
+lock (release) before calling, so the statement only confirms what they checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import netaddr
+import orjson
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from allocator.domain.address import Family
+from allocator.domain.band import BandKind
+from allocator.domain.model import Allocation
+from allocator.store.event_log import BUMP_HEAD, event_json
+
+_COLUMNS = (
+    "a.ip, a.family, r.name AS range, a.owner, a.metadata, a.created_at, a.revision,"
+    " a.range_id, r.cidr"
+)
+_FROM = "allocation a JOIN ip_range r ON r.id = a.range_id"
+
+_BY_IP = text(f"SELECT {_COLUMNS} FROM {_FROM} WHERE a.ip = CAST(:ip AS inet)")
+_BY_IP_LOCKED = text(
+    f"SELECT {_COLUMNS} FROM {_FROM} WHERE a.ip = CAST(:ip AS inet) FOR UPDATE OF a"
+)
+_BY_OWNER = text(f"SELECT {_COLUMNS} FROM {_FROM} WHERE a.owner = :owner AND a.family = :family")
+_OF_OWNER_LOCKED = text(
+    f"SELECT {_COLUMNS} FROM {_FROM} WHERE a.owner = :owner ORDER BY a.ip FOR UPDATE OF a"
+)
+
+_RECORD_ALLOCATION = text(
+    "WITH block AS ("
+    "  UPDATE bitmap_block SET bits = :bits, free = free - 1"
+    "  WHERE range_id = :range_id AND band = :band AND block_no = :block_no RETURNING range_id),"
+    " counted AS ("
+    "  UPDATE ip_range SET allocated = allocated + 1 FROM block"
+    "  WHERE ip_range.id = block.range_id RETURNING ip_range.id),"
+    f" head AS ({BUMP_HEAD.format(count=1)} ),"
+    " row AS ("
+    "  INSERT INTO allocation (ip, family, range_id, owner, metadata, created_at, revision)"
+    "  SELECT CAST(:ip AS inet), :family, counted.id, :owner, CAST(:metadata AS jsonb),"
+    "   :created_at, head.revision FROM head, counted RETURNING revision)"
+    " INSERT INTO event (revision, type, payload)"
+    f" SELECT head.revision, 'ALLOCATED',"
+    f" {event_json('ALLOCATED', 'allocation', 'CAST(:document AS jsonb)', stamp=True)}"
+    " FROM head, row RETURNING revision"
+)
+_RECORD_RELEASE = text(
+    "WITH gone AS ("
+    "  DELETE FROM allocation WHERE ip = CAST(:ip AS inet) RETURNING range_id),"
+    " block AS ("
+    "  UPDATE bitmap_block SET bits = set_bit(bits, :bit, 0), free = free + 1 FROM gone"
+    "  WHERE bitmap_block.range_id = gone.range_id AND band = :band AND block_no = :block_no"
+    "  RETURNING bitmap_block.range_id),"
+    " counted AS ("
+    "  UPDATE ip_range SET allocated = allocated - 1 FROM block"
+    "  WHERE ip_range.id = block.range_id RETURNING ip_range.id),"
+    f" head AS ({BUMP_HEAD.format(count=1)})"
+    " INSERT INTO event (revision, type, payload)"
+    f" SELECT head.revision, 'RELEASED',"
+    f" {event_json('RELEASED', 'allocation', 'CAST(:document AS jsonb)', stamp=False)}"
+    " FROM head, counted RETURNING revision"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An allocation with where it lives in the store."""
+
+    allocation: Allocation
+    range_id: int
+    network: netaddr.IPNetwork
+
+
+def _held(row: Row[Any]) -> Held:
+    allocation = Allocation(
+        ip=netaddr.IPAddress(str(row.ip)),
+        family=Family(row.family),
+        range=row.range,
+        owner=row.owner,
+        metadata=row.metadata,
+        created_at=row.created_at,
+        revision=row.revision,
+    )
+    return Held(allocation, row.range_id, netaddr.IPNetwork(str(row.cidr)))
+
+
+async def by_ip(
+    connection: AsyncConnection, ip: netaddr.IPAddress, *, lock: bool = False
+) -> Held | None:
+    """Return the allocation of ``ip`` (row-locked with ``lock``), or None."""
+    query = _BY_IP_LOCKED if lock else _BY_IP
+    row = (await connection.execute(query, {"ip": str(ip)})).first()
+    return _held(row) if row else None
+
+
+async def by_owner(connection: AsyncConnection, owner: str, family: Family) -> Held | None:
+    """Return the allocation ``owner`` holds in ``family``, or None."""
+    row = (await connection.execute(_BY_OWNER, {"owner": owner, "family": str(family)})).first()
+    return _held(row) if row else None
+
+
+async def of_owner_locked(connection: AsyncConnection, owner: str) -> list[Held]:
+    """Return every allocation of ``owner``, row-locked, in address order."""
+    return [_held(row) for row in await connection.execute(_OF_OWNER_LOCKED, {"owner": owner})]
+
+
+async def page(
+    connection: AsyncConnection,
+    *,
+    range_id: int | None,
+    owner: str | None,
+    family: Family | None,
+    after: netaddr.IPAddress | None,
+    limit: int,
+) -> list[Allocation]:
+    """Return up to ``limit`` allocations matching the filters, in address order, after ``after``."""
+    conditions = ["TRUE"]
+    params: dict[str, Any] = {"limit": limit}
+    if range_id is not None:
+        conditions.append("a.range_id = :range_id")
+        params["range_id"] = range_id
+    if owner is not None:
+        conditions.append("a.owner = :owner")
+        params["owner"] = owner
+    if family is not None:
+        conditions.append("a.family = :family")
+        params["family"] = str(family)
+    if after is not None:
+        conditions.append("a.ip > CAST(:after AS inet)")
+        params["after"] = str(after)
+    query = text(
+        f"SELECT {_COLUMNS} FROM {_FROM} WHERE {' AND '.join(conditions)} ORDER BY a.ip LIMIT :limit"
+    )
+    return [_held(row).allocation for row in await connection.execute(query, params)]
+
+
+async def record_allocation(
+    connection: AsyncConnection,
+    *,
+    range_id: int,
+    band: BandKind,
+    block_no: int,
+    bits: bytes,
+    draft: Allocation,
+) -> int:
+    """Store ``draft`` (its revision is ignored) with ``bits`` as its block's new content.
+
+    Returns the revision. Raises IntegrityError when the owner already holds an address of the
+    family, or (should the bitmap ever disagree with the rows) when the address is held.
+    """
+    result = await connection.execute(
+        _RECORD_ALLOCATION,
+        {
+            "range_id": range_id,
+            "band": int(band),
+            "block_no": block_no,
+            "bits": bits,
+            "ip": str(draft.ip),
+            "family": str(draft.family),
+            "owner": draft.owner,
+            "metadata": orjson.dumps(draft.metadata).decode(),
+            "created_at": draft.created_at,
+            "document": orjson.dumps(draft.document()).decode(),
+        },
+    )
+    return int(result.scalar_one())
+
+
+async def record_release(
+    connection: AsyncConnection, held: Held, *, band: BandKind, block_no: int, bit: int
+) -> int:
+    """Delete the allocation row, clear its bit, decrement the count; return the revision."""
+    result = await connection.execute(
+        _RECORD_RELEASE,
+        {
+            "ip": str(held.allocation.ip),
+            "band": int(band),
+            "block_no": block_no,
+            "bit": bit,
+            "document": orjson.dumps(held.allocation.document()).decode(),
+        },
+    )
+    return int(result.scalar_one())

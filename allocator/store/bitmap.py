@@ -1,0 +1,171 @@
+"""The transactional bitmap: finding and locking blocks with free bits.
+
+Every function here runs inside the caller's transaction and leaves the block row locked
+(``FOR UPDATE``) until that transaction ends, so the bits it returns stay true until commit.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from allocator.domain.band import Band
+from allocator.domain.bitmap import empty_block
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A locked block: its place in the band and its bits as read under the lock."""
+
+    band: Band
+    block_no: int
+    bits: bytes
+
+
+_FIND_FROM = text(
+    "SELECT block_no, bits FROM bitmap_block"
+    " WHERE range_id = :range_id AND band = :band AND free > 0 AND block_no >= :start"
+    " ORDER BY block_no LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+_FIND_BEFORE = text(
+    "SELECT block_no, bits FROM bitmap_block"
+    " WHERE range_id = :range_id AND band = :band AND free > 0 AND block_no < :start"
+    " ORDER BY block_no LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+_FIND_WAITING = text(
+    "SELECT block_no, bits FROM bitmap_block"
+    " WHERE range_id = :range_id AND band = :band AND free > 0"
+    " ORDER BY block_no LIMIT 1 FOR UPDATE"
+)
+_MATERIALIZE = text(
+    "INSERT INTO bitmap_block (range_id, band, block_no, bits, free)"
+    " VALUES (:range_id, :band, :block_no, :bits, :free)"
+    " ON CONFLICT DO NOTHING RETURNING block_no"
+)
+_LOCK = text(
+    "SELECT bits FROM bitmap_block"
+    " WHERE range_id = :range_id AND band = :band AND block_no = :block_no FOR UPDATE"
+)
+_FIRST_MISSING = text(
+    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM bitmap_block"
+    "   WHERE range_id = :range_id AND band = :band AND block_no = 0) THEN 0"
+    " ELSE (SELECT min(b.block_no) + 1 FROM bitmap_block b"
+    "   WHERE b.range_id = :range_id AND b.band = :band AND NOT EXISTS ("
+    "     SELECT 1 FROM bitmap_block c WHERE c.range_id = b.range_id AND c.band = b.band"
+    "     AND c.block_no = b.block_no + 1)) END"
+)
+
+_DROP = text("DELETE FROM bitmap_block WHERE range_id = :range_id")
+
+LAZY_PROBES = 8
+"""Random new blocks a lazy band tries to create before it waits for a held one."""
+
+
+_CREATE_ALL = text(
+    "INSERT INTO bitmap_block (range_id, band, block_no, bits, free)"
+    " SELECT :range_id, :band, n,"
+    "   CASE WHEN n < :last THEN :full_bits ELSE :tail_bits END,"
+    "   CASE WHEN n < :last THEN :full_free ELSE :tail_free END"
+    " FROM generate_series(0, :last) AS n"
+)
+
+
+async def create_all_blocks(connection: AsyncConnection, range_id: int, band: Band) -> None:
+    """Create every block of ``band``, all bits free."""
+    if band.size == 0:
+        return
+    last = band.block_count - 1
+    await connection.execute(
+        _CREATE_ALL,
+        {
+            "range_id": range_id,
+            "band": int(band.kind),
+            "last": last,
+            "full_bits": empty_block(band.block_bits(0)),
+            "full_free": band.block_bits(0),
+            "tail_bits": empty_block(band.block_bits(last)),
+            "tail_free": band.block_bits(last),
+        },
+    )
+
+
+async def drop_blocks(connection: AsyncConnection, range_id: int) -> None:
+    """Delete every block of a range, waiting for allocations in flight to end first.
+
+    Taking the block locks before the range row is the order allocations take them in,
+    so deleting a range cannot deadlock with an allocation from it.
+    """
+    await connection.execute(_DROP, {"range_id": range_id})
+
+
+async def lock_free_block(
+    connection: AsyncConnection, range_id: int, band: Band, *, eager: bool
+) -> Block | None:
+    """Return a locked block of ``band`` with at least one free bit, or None when the band is full.
+
+    It starts at a random block and takes the next one with free bits that no other transaction
+    holds (``SKIP LOCKED``), wrapping around, so concurrent allocators spread over the blocks
+    instead of queueing on one. A lazy band whose existing blocks are all full or held creates a
+    new block at a random place. Only when every block with free bits is held by someone else
+    does it wait for one, so a nearly full band is never reported full by mistake.
+    """
+    if band.size == 0:
+        return None
+    params = {
+        "range_id": range_id,
+        "band": int(band.kind),
+        "start": random.randrange(band.block_count),
+    }
+    for query in (_FIND_FROM, _FIND_BEFORE):
+        row = (await connection.execute(query, params)).first()
+        if row is not None:
+            return Block(band, row.block_no, row.bits)
+    if not eager:
+        for _ in range(LAZY_PROBES):
+            block = await _create(connection, range_id, band, random.randrange(band.block_count))
+            if block is not None:
+                return block
+    row = (await connection.execute(_FIND_WAITING, params)).first()
+    if row is not None:
+        return Block(band, row.block_no, row.bits)
+    if eager:
+        return None
+    while (block_no := (await connection.execute(_FIRST_MISSING, params)).scalar()) is not None:
+        if block_no >= band.block_count:
+            return None
+        block = await _create(connection, range_id, band, block_no)
+        if block is not None:
+            return block
+    return None
+
+
+async def lock_block(
+    connection: AsyncConnection, range_id: int, band: Band, block_no: int, *, eager: bool
+) -> Block:
+    """Return block ``block_no`` of ``band``, locked, waiting for other holders; create it if lazy."""
+    params = {"range_id": range_id, "band": int(band.kind), "block_no": block_no}
+    if not eager:
+        await _create(connection, range_id, band, block_no)
+    bits = (await connection.execute(_LOCK, params)).scalar_one()
+    return Block(band, block_no, bits)
+
+
+async def _create(
+    connection: AsyncConnection, range_id: int, band: Band, block_no: int
+) -> Block | None:
+    """Create block ``block_no`` if missing; return it (locked: it is ours) when this did."""
+    bits = band.block_bits(block_no)
+    result = await connection.execute(
+        _MATERIALIZE,
+        {
+            "range_id": range_id,
+            "band": int(band.kind),
+            "block_no": block_no,
+            "bits": empty_block(bits),
+            "free": bits,
+        },
+    )
+    return Block(band, block_no, empty_block(bits)) if result.first() is not None else None

@@ -1,0 +1,50 @@
+"""Applying and checking the Alembic migrations in ``migrations/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def newest_revision() -> str | None:
+    """Return the revision id of the newest migration."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    """Return the migration revision the database is at (None before the first)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Apply every pending migration; concurrent callers are serialized by an advisory lock."""
+
+    def run(connection: Connection) -> None:
+        # Two replicas starting at once must not both create the schema.
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7245110)")
+        command.upgrade(alembic_config(connection), "head")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def is_current(engine: AsyncEngine) -> bool:
+    """Return whether the database schema is at the newest migration."""
+    async with engine.connect() as connection:
+        revision = await connection.run_sync(current_revision)
+    return revision == newest_revision()

@@ -1,0 +1,123 @@
+"""Ranges: rows of ``ip_range`` and the statements that add and remove them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import netaddr
+import orjson
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from allocator.domain.address import Family, parse_network
+from allocator.domain.model import Range
+from allocator.domain.range import ServiceRange
+from allocator.store import bitmap
+from allocator.store.event_log import BUMP_HEAD, event_json
+
+_COLUMNS = "id, name, cidr, allocated, created_at, revision"
+
+_BY_NAME = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name")
+_BY_NAME_LOCKED = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name FOR UPDATE")
+_ALL = text(f"SELECT {_COLUMNS} FROM ip_range ORDER BY name")
+_OF_FAMILY = text(f"SELECT {_COLUMNS} FROM ip_range WHERE family = :family ORDER BY name")
+_CONTAINING = text(f"SELECT {_COLUMNS} FROM ip_range WHERE cidr >>= CAST(:ip AS inet)")
+_OVERLAPPING = text("SELECT name FROM ip_range WHERE cidr && CAST(:cidr AS cidr) LIMIT 1")
+
+_INSERT = text(
+    "INSERT INTO ip_range (name, cidr, family, static_size, created_at, revision)"
+    " VALUES (:name, CAST(:cidr AS cidr), :family, :static_size, :created_at, 0)"
+    " RETURNING id"
+)
+_PUBLISH_ADDED = text(
+    f"WITH head AS ({BUMP_HEAD.format(count=1)}),"
+    " stamped AS (UPDATE ip_range SET revision = head.revision FROM head WHERE id = :id)"
+    " INSERT INTO event (revision, type, payload)"
+    f" SELECT head.revision, 'RANGE_ADDED',"
+    f" {event_json('RANGE_ADDED', 'range', 'CAST(:document AS jsonb)', stamp=True)}"
+    " FROM head RETURNING revision"
+)
+_DELETE = text(
+    f"WITH gone AS (DELETE FROM ip_range WHERE id = :id RETURNING id),"
+    f" head AS ({BUMP_HEAD.format(count=1)})"
+    " INSERT INTO event (revision, type, payload)"
+    f" SELECT head.revision, 'RANGE_REMOVED',"
+    f" {event_json('RANGE_REMOVED', 'range', 'CAST(:document AS jsonb)', stamp=False)}"
+    " FROM head, gone RETURNING revision"
+)
+
+
+def _range(row: Row[Any]) -> Range:
+    return Range(
+        id=row.id,
+        name=row.name,
+        geometry=ServiceRange.of(parse_network(str(row.cidr)), check_limits=False),
+        allocated=row.allocated,
+        created_at=row.created_at,
+        revision=row.revision,
+    )
+
+
+async def get(connection: AsyncConnection, name: str, *, lock: bool = False) -> Range | None:
+    """Return the range named ``name`` (row-locked with ``lock``), or None."""
+    row = (await connection.execute(_BY_NAME_LOCKED if lock else _BY_NAME, {"name": name})).first()
+    return _range(row) if row else None
+
+
+async def list_all(connection: AsyncConnection, family: Family | None = None) -> list[Range]:
+    """Return every range (of ``family`` when given), ordered by name."""
+    if family is None:
+        rows = await connection.execute(_ALL)
+    else:
+        rows = await connection.execute(_OF_FAMILY, {"family": str(family)})
+    return [_range(row) for row in rows]
+
+
+async def containing(connection: AsyncConnection, ip: netaddr.IPAddress) -> Range | None:
+    """Return the range whose CIDR holds ``ip`` (at most one: ranges never overlap), or None."""
+    row = (await connection.execute(_CONTAINING, {"ip": str(ip)})).first()
+    return _range(row) if row else None
+
+
+async def overlapping(connection: AsyncConnection, geometry: ServiceRange) -> str | None:
+    """Return the name of a range overlapping ``geometry``, or None."""
+    return (await connection.execute(_OVERLAPPING, {"cidr": geometry.cidr})).scalar()
+
+
+async def add(
+    connection: AsyncConnection, name: str, geometry: ServiceRange, created_at: datetime
+) -> Range:
+    """Insert a range with its bitmap (every block when eager) and append RANGE_ADDED.
+
+    The exclusion constraint refuses an overlapping CIDR even when two creations race.
+    """
+    range_id = (
+        await connection.execute(
+            _INSERT,
+            {
+                "name": name,
+                "cidr": geometry.cidr,
+                "family": str(geometry.family),
+                "static_size": geometry.static_band.size,
+                "created_at": created_at,
+            },
+        )
+    ).scalar_one()
+    if geometry.eager:
+        for band in geometry.bands:
+            await bitmap.create_all_blocks(connection, range_id, band)
+    draft = Range(range_id, name, geometry, 0, created_at, 0)
+    revision = (
+        await connection.execute(
+            _PUBLISH_ADDED, {"id": range_id, "document": orjson.dumps(draft.document()).decode()}
+        )
+    ).scalar_one()
+    return Range(range_id, name, geometry, 0, created_at, revision)
+
+
+async def remove(connection: AsyncConnection, stored: Range) -> int:
+    """Delete a range (it must hold no allocations) and its bitmap; return the revision."""
+    document = orjson.dumps(stored.document()).decode()
+    result = await connection.execute(_DELETE, {"id": stored.id, "document": document})
+    return int(result.scalar_one())

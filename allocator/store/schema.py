@@ -1,0 +1,103 @@
+"""The tables. Migrations in ``migrations/`` create them by hand-reviewed DDL; this metadata
+mirrors them for queries and for Alembic's comparisons."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CIDR, INET, JSON, JSONB, ExcludeConstraint
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ip_range = Table(
+    "ip_range",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("cidr", CIDR, nullable=False),
+    Column("family", Text, nullable=False),
+    Column("static_size", Integer, nullable=False),
+    Column("allocated", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    CheckConstraint("family IN ('IPv4', 'IPv6')", name="family"),
+    CheckConstraint("allocated >= 0", name="allocated"),
+    ExcludeConstraint(
+        (Column("cidr"), "&&"),
+        using="gist",
+        name="ex_ip_range_cidr_overlap",
+        ops={"cidr": "inet_ops"},
+    ),
+)
+
+bitmap_block = Table(
+    "bitmap_block",
+    metadata,
+    Column("range_id", Integer, ForeignKey("ip_range.id", ondelete="CASCADE"), nullable=False),
+    Column("band", SmallInteger, nullable=False),
+    Column("block_no", BigInteger, nullable=False),
+    Column("bits", LargeBinary, nullable=False),
+    Column("free", Integer, nullable=False),
+    PrimaryKeyConstraint("range_id", "band", "block_no"),
+    CheckConstraint("free >= 0", name="free"),
+    Index(
+        "ix_bitmap_block_free", "range_id", "band", "block_no", postgresql_where=text("free > 0")
+    ),
+)
+
+allocation = Table(
+    "allocation",
+    metadata,
+    Column("ip", INET, primary_key=True),
+    Column("family", Text, nullable=False),
+    Column("range_id", Integer, ForeignKey("ip_range.id"), nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    UniqueConstraint("owner", "family"),
+    Index("ix_allocation_range_id_ip", "range_id", "ip"),
+)
+
+event = Table(
+    "event",
+    metadata,
+    Column("revision", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("compacted", BigInteger, nullable=False, server_default=text("0")),
+    Column("epoch", Uuid, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
