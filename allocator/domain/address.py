@@ -49,7 +49,7 @@ def parse_network(text: str, *, field: str = "cidr") -> netaddr.IPNetwork:
         raise InvalidRequest(f"{text!r} is not a CIDR (expected ADDRESS/PREFIX)", field=field)
     ip = parse_address(address, field=field)
     prefix_len = int(length)
-    if prefix_len > ip.bits():
+    if prefix_len > Family.of_version(ip.version).bits:
         raise InvalidRequest(
             f"prefix length /{prefix_len} is too long for {ip.version}", field=field
         )

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.address import parse_network
-from allocator.domain.errors import RangeExists, RangeNotEmpty, RangeNotFound, RangeOverlaps
+from allocator.domain.errors import (
+    InvalidRequest,
+    RangeExists,
+    RangeNotEmpty,
+    RangeNotFound,
+    RangeOverlaps,
+)
 from allocator.domain.model import Range
 from allocator.domain.range import ServiceRange, validate_name
 from allocator.service.unit_of_work import run
@@ -76,3 +82,30 @@ async def require(connection: AsyncConnection, name: str, *, lock: bool = False)
     if stored is None:
         raise RangeNotFound(f"no range named {name!r}")
     return stored
+
+
+def parse_default_ranges(spec: str) -> list[tuple[str, str]]:
+    """Return the ``(name, cidr)`` pairs of ``name=cidr,name=cidr``; raise InvalidRequest."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, equals, cidr = item.partition("=")
+        if not equals:
+            raise InvalidRequest(
+                f"default range {item!r} must be written name=cidr", field="default_ranges"
+            )
+        pairs.append((name.strip(), cidr.strip()))
+    return pairs
+
+
+async def ensure_ranges(engine: AsyncEngine, pairs: list[tuple[str, str]]) -> list[Range]:
+    """Create each named range that does not exist yet; return those created.
+
+    A range that exists under the same name is left as it is, whatever its CIDR.
+    """
+    created = []
+    for name, cidr in pairs:
+        try:
+            created.append(await create_range(engine, name, cidr))
+        except RangeExists:
+            continue
+    return created

@@ -67,8 +67,8 @@ LAZY_PROBES = 8
 _CREATE_ALL = text(
     "INSERT INTO bitmap_block (range_id, band, block_no, bits, free)"
     " SELECT :range_id, :band, n,"
-    "   CASE WHEN n < :last THEN :full_bits ELSE :tail_bits END,"
-    "   CASE WHEN n < :last THEN :full_free ELSE :tail_free END"
+    "   CASE WHEN n < :last THEN CAST(:full_bits AS bytea) ELSE CAST(:tail_bits AS bytea) END,"
+    "   CASE WHEN n < :last THEN CAST(:full_free AS integer) ELSE CAST(:tail_free AS integer) END"
     " FROM generate_series(0, :last) AS n"
 )
 

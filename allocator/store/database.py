@@ -44,3 +44,12 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             },
         },
     )
+
+
+def resolve_url(settings: Settings) -> tuple[str, object | None]:
+    """Return the database URL to use and, for the embedded Postgres, the handle keeping it up."""
+    if settings.database_url:
+        return settings.database_url, None
+    from allocator.store.embedded import start_embedded
+
+    return start_embedded(settings.data_dir)

@@ -1,0 +1,3 @@
+from allocator.cli.main import app
+
+app()

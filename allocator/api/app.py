@@ -1,0 +1,54 @@
+"""The application factory: nothing reads settings or opens an engine at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from allocator import __version__
+from allocator.api import problems
+from allocator.api.routes import allocations, health, ranges
+from allocator.service.ranges import ensure_ranges, parse_default_ranges
+from allocator.settings import Settings
+from allocator.store import migration
+from allocator.store.database import create_engine, resolve_url
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """Return the API. At start it opens the database (the embedded one when no URL is set),
+    applies pending migrations (unless ``migrate`` is false) and creates the default ranges."""
+    settings = settings or Settings()
+    default_ranges = parse_default_ranges(settings.default_ranges)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url, embedded = await asyncio.to_thread(resolve_url, settings)
+        engine = create_engine(url, settings)
+        try:
+            if migrate:
+                await migration.upgrade(engine)
+            for created in await ensure_ranges(engine, default_ranges):
+                log.info("created default range %s %s", created.name, created.geometry.cidr)
+            app.state.engine = engine
+            app.state.embedded = embedded
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ClusterIP allocator",
+        version=__version__,
+        description="Unique Service VIPs from CIDR ranges, and an ordered event feed of every change.",
+        lifespan=lifespan,
+    )
+    problems.install(app, settings.retry_after_seconds)
+    app.include_router(ranges.router)
+    app.include_router(allocations.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,23 @@
+"""Dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import Response
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    """Return ``content`` encoded once with orjson (documents are plain dicts already)."""
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")

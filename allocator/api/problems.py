@@ -1,0 +1,101 @@
+"""RFC 9457 problem documents: the one place where errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from allocator.domain import errors
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.AllocatorError], int] = {
+    errors.InvalidRequest: 422,
+    errors.IPNotInRange: 422,
+    errors.NoRangeForFamily: 422,
+    errors.RangeNotFound: 404,
+    errors.IPNotAllocated: 404,
+    errors.RangeExists: 409,
+    errors.RangeOverlaps: 409,
+    errors.RangeNotEmpty: 409,
+    errors.RangeFull: 409,
+    errors.IPAlreadyAllocated: 409,
+    errors.OwnerHasAllocation: 409,
+    errors.OwnerMismatch: 409,
+    errors.RevisionCompacted: 410,
+    errors.RevisionUnknown: 410,
+    errors.Unavailable: 503,
+}
+
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, type_: str, title: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    return {"type": type_, "title": title, "status": status, "detail": detail, **extensions}
+
+
+def document_of(error: errors.AllocatorError) -> dict[str, Any]:
+    """Return the problem document of a domain error."""
+    status = STATUS.get(type(error), 400)
+    return problem(status, error.type, error.title, error.detail, **error.extensions)
+
+
+def problem_response(document: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(document),
+        status_code=document["status"],
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def install(app: FastAPI, retry_after_seconds: int) -> None:
+    """Register the exception handlers that turn every failure into a problem document."""
+
+    async def allocator_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.AllocatorError)
+        headers = None
+        if isinstance(exc, errors.Unavailable):
+            log.warning("database unavailable: %s", exc.__cause__ or exc)
+            headers = {"Retry-After": str(retry_after_seconds)}
+        return problem_response(document_of(exc), headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        fields = [
+            {
+                "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
+                "message": error["msg"],
+            }
+            for error in exc.errors()
+        ]
+        detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return problem_response(
+            problem(422, "invalid-request", "Invalid request", detail, errors=fields)
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
+            exc.status_code, "http-error"
+        )
+        return problem_response(
+            problem(exc.status_code, slug, str(exc.detail), str(exc.detail)), exc.headers
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(
+            problem(500, "internal-error", "Internal error", "an unexpected error occurred")
+        )
+
+    app.add_exception_handler(errors.AllocatorError, allocator_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

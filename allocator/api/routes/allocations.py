@@ -1,0 +1,88 @@
+"""/v1/allocations: dynamic and user-requested VIPs, their release and listing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from allocator.api.deps import EngineDep, json_response
+from allocator.api.schemas import (
+    AllocationCreate,
+    AllocationList,
+    AllocationRead,
+    FamilyName,
+    Released,
+)
+from allocator.domain.address import Family, parse_address
+from allocator.service import allocations
+from allocator.service.allocations import AllocationRequest
+
+router = APIRouter(prefix="/v1/allocations", tags=["allocations"])
+
+Owner = Annotated[str | None, Query(min_length=1, max_length=253)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=AllocationRead,
+    responses={200: {"model": AllocationRead, "description": "Already held by this owner"}},
+)
+async def allocate(body: AllocationCreate, engine: EngineDep) -> Response:
+    request = AllocationRequest(
+        owner=body.owner,
+        ip=parse_address(body.ip) if body.ip is not None else None,
+        range=body.range,
+        family=Family(body.family) if body.family else None,
+        metadata=body.metadata,
+    )
+    allocation, created = await allocations.allocate(engine, request)
+    return json_response(allocation.document(), 201 if created else 200)
+
+
+@router.get("", response_model=AllocationList)
+async def list_allocations(
+    engine: EngineDep,
+    range: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    owner: Owner = None,
+    family: FamilyName | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    page = await allocations.list_allocations(
+        engine,
+        range_name=range,
+        owner=owner,
+        family=Family(family) if family else None,
+        limit=limit,
+        cursor=cursor,
+    )
+    return json_response(
+        {
+            "items": [a.document() for a in page.items],
+            "revision": page.revision,
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@router.get("/{ip}", response_model=AllocationRead)
+async def get_allocation(ip: str, engine: EngineDep) -> Response:
+    allocation = await allocations.get_allocation(engine, parse_address(ip))
+    return json_response(allocation.document())
+
+
+@router.delete("/{ip}", status_code=204)
+async def release(ip: str, engine: EngineDep, owner: Owner = None) -> Response:
+    await allocations.release(engine, parse_address(ip), owner)
+    return Response(status_code=204)
+
+
+@router.delete("", response_model=Released)
+async def release_owner(
+    engine: EngineDep, owner: Annotated[str, Query(min_length=1, max_length=253)]
+) -> Response:
+    released = await allocations.release_owner(engine, owner)
+    return json_response({"released": [a.document() for a in released]})

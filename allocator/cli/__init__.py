@@ -1,0 +1,1 @@
+"""The ``allocator`` command: the server, database administration and the admin CLI."""

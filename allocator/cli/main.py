@@ -1,0 +1,73 @@
+"""``allocator``: serve the API, manage its database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from allocator.settings import Settings
+from allocator.store.database import create_engine, resolve_url
+from allocator.store.embedded import EmbeddedPostgresUnavailable
+
+app = typer.Typer(help="The ClusterIP allocator.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _database(settings: Settings) -> tuple[str, object | None]:
+    """Return the database URL (starting the embedded Postgres if none is configured)."""
+    try:
+        url, embedded = resolve_url(settings)
+    except EmbeddedPostgresUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if embedded is not None:
+        typer.echo(f"embedded Postgres in {settings.data_dir}", err=True)
+    return url, embedded
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Start the API server (migrations are applied at start)."""
+    import uvicorn
+
+    from allocator.api.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    settings = Settings()
+    url, embedded = _database(settings)
+    settings = settings.model_copy(update={"database_url": url})
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    del embedded  # kept referenced until the server stops
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from allocator.store import migration
+
+    settings = Settings()
+    url, embedded = _database(settings)
+
+    async def upgrade() -> str | None:
+        engine = create_engine(url, settings)
+        try:
+            await migration.upgrade(engine)
+        finally:
+            await engine.dispose()
+        return migration.newest_revision()
+
+    typer.echo(f"database at migration {asyncio.run(upgrade())}")
+    del embedded
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
