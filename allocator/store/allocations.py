@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from allocator.domain.address import Family
 from allocator.domain.band import BandKind
 from allocator.domain.model import Allocation
-from allocator.store.event_log import BUMP_HEAD, event_json
+from allocator.store.event_log import bump_head, event_json
 
 _COLUMNS = (
     "a.ip, a.family, r.name AS range, a.owner, a.metadata, a.created_at, a.revision,"
@@ -43,7 +43,7 @@ _RECORD_ALLOCATION = text(
     " counted AS ("
     "  UPDATE ip_range SET allocated = allocated + 1 FROM block"
     "  WHERE ip_range.id = block.range_id RETURNING ip_range.id),"
-    f" head AS ({BUMP_HEAD.format(count=1)} ),"
+    f" head AS ({bump_head(1, after='counted')}),"
     " row AS ("
     "  INSERT INTO allocation (ip, family, range_id, owner, metadata, created_at, revision)"
     "  SELECT CAST(:ip AS inet), :family, counted.id, :owner, CAST(:metadata AS jsonb),"
@@ -63,7 +63,7 @@ _RECORD_RELEASE = text(
     " counted AS ("
     "  UPDATE ip_range SET allocated = allocated - 1 FROM block"
     "  WHERE ip_range.id = block.range_id RETURNING ip_range.id),"
-    f" head AS ({BUMP_HEAD.format(count=1)})"
+    f" head AS ({bump_head(1, after='counted')})"
     " INSERT INTO event (revision, type, payload)"
     f" SELECT head.revision, 'RELEASED',"
     f" {event_json('RELEASED', 'allocation', 'CAST(:document AS jsonb)', stamp=False)}"

@@ -12,8 +12,17 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-BUMP_HEAD = "UPDATE log_head SET revision = revision + {count} WHERE id = 1 RETURNING revision"
-"""The head bump, as a CTE body; ``{count}`` is the number of events the statement appends."""
+def bump_head(count: int, after: str | None = None) -> str:
+    """Return the head bump as a CTE body, run after the CTE named ``after`` when given.
+
+    Joining ``after`` forces the order: its row locks (block, range) are taken before the head's,
+    the order every writer uses, so writers never deadlock on one another.
+    """
+    source = f" FROM {after}" if after else ""
+    return (
+        f"UPDATE log_head SET revision = log_head.revision + {count}{source}"
+        " WHERE log_head.id = 1 RETURNING log_head.revision"
+    )
 
 
 def event_json(event_type: str, key: str, document: str, stamp: bool) -> str:

@@ -14,7 +14,7 @@ from allocator.domain.address import Family, parse_network
 from allocator.domain.model import Range
 from allocator.domain.range import ServiceRange
 from allocator.store import bitmap
-from allocator.store.event_log import BUMP_HEAD, event_json
+from allocator.store.event_log import bump_head, event_json
 
 _COLUMNS = "id, name, cidr, allocated, created_at, revision"
 
@@ -31,7 +31,7 @@ _INSERT = text(
     " RETURNING id"
 )
 _PUBLISH_ADDED = text(
-    f"WITH head AS ({BUMP_HEAD.format(count=1)}),"
+    f"WITH head AS ({bump_head(1)}),"
     " stamped AS (UPDATE ip_range SET revision = head.revision FROM head WHERE id = :id)"
     " INSERT INTO event (revision, type, payload)"
     f" SELECT head.revision, 'RANGE_ADDED',"
@@ -39,12 +39,12 @@ _PUBLISH_ADDED = text(
     " FROM head RETURNING revision"
 )
 _DELETE = text(
-    f"WITH gone AS (DELETE FROM ip_range WHERE id = :id RETURNING id),"
-    f" head AS ({BUMP_HEAD.format(count=1)})"
+    "WITH gone AS (DELETE FROM ip_range WHERE id = :id RETURNING id),"
+    f" head AS ({bump_head(1, after='gone')})"
     " INSERT INTO event (revision, type, payload)"
     f" SELECT head.revision, 'RANGE_REMOVED',"
     f" {event_json('RANGE_REMOVED', 'range', 'CAST(:document AS jsonb)', stamp=False)}"
-    " FROM head, gone RETURNING revision"
+    " FROM head RETURNING revision"
 )
 
 

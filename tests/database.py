@@ -1,0 +1,47 @@
+"""A fresh Postgres database for one test run, dropped at its end.
+
+``ALLOCATOR_TEST_DATABASE_URL`` names a server to create it on (for example the machine's
+``postgresql://postgres@127.0.0.1:5432/test``); unset, an embedded Postgres is started in a
+temporary directory and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from allocator.store.embedded import start_embedded
+
+
+async def _admin(url: str, statement: str) -> None:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """Yield the URL of a new, empty database; drop it afterwards."""
+    import asyncio
+
+    server = None
+    base = os.environ.get("ALLOCATOR_TEST_DATABASE_URL")
+    if not base:
+        base, server = start_embedded(Path(tempfile.mkdtemp(prefix="allocator-pg-")), cleanup="delete")
+    name = f"allocator_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(False)
+    finally:
+        asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        del server

@@ -1,0 +1,126 @@
+"""Concurrent clients, each with its own connection and transaction, against real Postgres."""
+
+import asyncio
+import random
+
+import netaddr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from allocator.domain.errors import IPAlreadyAllocated, IPNotAllocated, OwnerHasAllocation, RangeExists, RangeFull, RangeOverlaps
+from allocator.domain.model import Allocation
+from allocator.service import ranges
+from allocator.service.allocations import AllocationRequest, allocate, release
+from tests.integration.consistency import assert_consistent
+
+CLIENTS = 24
+
+
+async def test_parallel_clients_fill_a_range_exactly_once(engine: AsyncEngine) -> None:
+    r = await ranges.create_range(engine, "small", "10.0.0.0/27")
+    won: list[Allocation] = []
+    full = 0
+
+    async def client(n: int) -> None:
+        nonlocal full
+        for attempt in range(100):
+            try:
+                won.append((await allocate(engine, AllocationRequest(owner=f"c{n}-{attempt}")))[0])
+            except RangeFull:
+                full += 1
+                return
+
+    await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+    assert len(won) == r.geometry.size == 30
+    assert len({a.ip for a in won}) == 30, "no address handed out twice"
+    assert full == CLIENTS, "every client ends with range-full"
+    assert await assert_consistent(engine) == {a.ip for a in won}
+
+
+async def test_static_and_dynamic_requests_for_overlapping_addresses(engine: AsyncEngine) -> None:
+    r = await ranges.create_range(engine, "small", "10.0.0.0/26")  # 62 usable, 16 static
+    acknowledged: dict[netaddr.IPAddress, str] = {}
+    refused = 0
+
+    async def client(n: int) -> None:
+        nonlocal refused
+        rng = random.Random(n)
+        for attempt in range(12):
+            owner = f"c{n}-{attempt}"
+            ip = r.geometry.address_at(rng.randint(1, r.geometry.size)) if rng.random() < 0.5 else None
+            try:
+                got, created = await allocate(engine, AllocationRequest(owner=owner, ip=ip))
+            except (IPAlreadyAllocated, RangeFull):
+                refused += 1
+                continue
+            assert created and got.ip not in acknowledged, f"{got.ip} acknowledged twice"
+            acknowledged[got.ip] = owner
+
+    await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+    assert len(acknowledged) + refused == CLIENTS * 12
+    assert await assert_consistent(engine) == set(acknowledged)
+
+
+async def test_concurrent_writes_take_dense_revisions(engine: AsyncEngine) -> None:
+    await ranges.create_range(engine, "default", "10.96.0.0/16")
+    writes = 1  # the range
+
+    async def client(n: int) -> int:
+        done = 0
+        for attempt in range(10):
+            got, _ = await allocate(engine, AllocationRequest(owner=f"c{n}-{attempt}"))
+            done += 1
+            if attempt % 2:
+                await release(engine, got.ip)
+                done += 1
+        return done
+
+    writes += sum(await asyncio.gather(*(client(n) for n in range(CLIENTS))))
+    async with engine.connect() as connection:
+        revisions = (await connection.execute(text("SELECT revision FROM event ORDER BY revision"))).scalars().all()
+        stamped = (await connection.execute(text(
+            "SELECT count(*) FROM allocation a JOIN event e ON e.revision = a.revision"
+            " WHERE e.type = 'ALLOCATED' AND e.payload->'allocation'->>'ip' = host(a.ip)"
+        ))).scalar_one()
+    assert revisions == list(range(1, writes + 1)), "exactly 1..N: no gap, no repeat"
+    assert stamped == CLIENTS * 5, "each allocation carries the revision of its own event"
+    await assert_consistent(engine)
+
+
+async def test_one_owner_racing_itself_gets_one_address(engine: AsyncEngine) -> None:
+    await ranges.create_range(engine, "default", "10.96.0.0/16")
+    results = await asyncio.gather(*(allocate(engine, AllocationRequest(owner="same")) for _ in range(CLIENTS)))
+    assert sum(created for _, created in results) == 1
+    assert len({a.ip for a, _ in results}) == 1
+    await assert_consistent(engine)
+
+
+async def test_racing_releases_free_an_address_once(engine: AsyncEngine) -> None:
+    await ranges.create_range(engine, "default", "10.96.0.0/16")
+    held, _ = await allocate(engine, AllocationRequest(owner="a"))
+    outcomes = await asyncio.gather(*(release(engine, held.ip) for _ in range(CLIENTS)), return_exceptions=True)
+    assert sum(isinstance(o, Allocation) for o in outcomes) == 1
+    assert all(isinstance(o, Allocation | IPNotAllocated) for o in outcomes)
+    await assert_consistent(engine)
+
+
+async def test_overlapping_range_creations_race_to_one_winner(engine: AsyncEngine) -> None:
+    cidrs = ["10.96.0.0/12", "10.96.0.0/16", "10.100.0.0/16", "10.96.0.0/24"] * 4
+    outcomes = await asyncio.gather(
+        *(ranges.create_range(engine, f"r{n}", cidr) for n, cidr in enumerate(cidrs)), return_exceptions=True
+    )
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(winners) == 1
+    assert all(isinstance(o, RangeOverlaps | RangeExists) for o in outcomes if isinstance(o, Exception)), outcomes
+    await assert_consistent(engine)
+
+
+async def test_static_requests_by_one_owner_for_different_ips(engine: AsyncEngine) -> None:
+    r = await ranges.create_range(engine, "default", "10.96.0.0/24")
+    ips = [r.geometry.address_at(n) for n in range(1, CLIENTS + 1)]
+    outcomes = await asyncio.gather(
+        *(allocate(engine, AllocationRequest(owner="same", ip=ip)) for ip in ips), return_exceptions=True
+    )
+    assert sum(isinstance(o, tuple) for o in outcomes) == 1
+    assert all(isinstance(o, OwnerHasAllocation) for o in outcomes if not isinstance(o, tuple))
+    await assert_consistent(engine)
