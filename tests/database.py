@@ -37,7 +37,9 @@ def fresh_database() -> Iterator[str]:
     server = None
     base = os.environ.get("ALLOCATOR_TEST_DATABASE_URL")
     if not base:
-        base, server = start_embedded(Path(tempfile.mkdtemp(prefix="allocator-pg-")), cleanup="delete")
+        base, server = start_embedded(
+            Path(tempfile.mkdtemp(prefix="allocator-pg-")), cleanup="delete"
+        )
     name = f"allocator_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
     try:

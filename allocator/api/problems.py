@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -46,7 +47,9 @@ def document_of(error: errors.AllocatorError) -> dict[str, Any]:
     return problem(status, error.type, error.title, error.detail, **error.extensions)
 
 
-def problem_response(document: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    document: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(
         orjson.dumps(document),
         status_code=document["status"],

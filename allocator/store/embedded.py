@@ -26,5 +26,5 @@ def start_embedded(data_dir: Path, *, cleanup: str = "stop") -> tuple[str, Any]:
             f"({exc}); install it, or set ALLOCATOR_DATABASE_URL=postgresql://user@host:5432/db"
         ) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=cleanup)
+    server = pgserver.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
     return str(server.get_uri()), server

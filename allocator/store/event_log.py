@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+
 def bump_head(count: int, after: str | None = None) -> str:
     """Return the head bump as a CTE body, run after the CTE named ``after`` when given.
 

@@ -16,11 +16,21 @@ async def assert_consistent(engine: AsyncEngine) -> set[netaddr.IPAddress]:
     """Assert the invariants of the store; return the allocated addresses."""
     async with engine.connect() as connection:
         ranges = (await connection.execute(text("SELECT id, cidr, allocated FROM ip_range"))).all()
-        blocks = (await connection.execute(text("SELECT range_id, band, block_no, bits, free FROM bitmap_block"))).all()
+        blocks = (
+            await connection.execute(
+                text("SELECT range_id, band, block_no, bits, free FROM bitmap_block")
+            )
+        ).all()
         rows = (await connection.execute(text("SELECT ip, range_id FROM allocation"))).all()
-        revisions = (await connection.execute(text("SELECT revision FROM event ORDER BY revision"))).scalars().all()
+        revisions = (
+            (await connection.execute(text("SELECT revision FROM event ORDER BY revision")))
+            .scalars()
+            .all()
+        )
         head = (await connection.execute(text("SELECT revision FROM log_head"))).scalar_one()
-    geometry = {r.id: ServiceRange.of(parse_network(str(r.cidr)), check_limits=False) for r in ranges}
+    geometry = {
+        r.id: ServiceRange.of(parse_network(str(r.cidr)), check_limits=False) for r in ranges
+    }
     from_bits: set[tuple[int, netaddr.IPAddress]] = set()
     for b in blocks:
         g = geometry[b.range_id]

@@ -46,7 +46,9 @@ async def test_dynamic_band_first_then_static_band_then_full(engine: AsyncEngine
 async def test_user_requested_ip_collision_names_the_holder(engine: AsyncEngine) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/16")
     first, created = await allocate(engine, AllocationRequest(owner="a", ip=IP("10.96.0.10")))
-    assert created and first.ip == IP("10.96.0.10") and first.revision == 2
+    assert created
+    assert first.ip == IP("10.96.0.10")
+    assert first.revision == 2
     with pytest.raises(IPAlreadyAllocated) as refused:
         await allocate(engine, AllocationRequest(owner="b", ip=IP("10.96.0.10")))
     assert refused.value.extensions["holder"] == "a"
@@ -129,7 +131,10 @@ async def test_range_with_allocations_cannot_be_deleted(engine: AsyncEngine) -> 
 
 async def test_huge_ipv6_range_materializes_blocks_lazily(engine: AsyncEngine) -> None:
     await ranges.create_range(engine, "v6", "fd00:10:96::/64")
-    got = [await allocate(engine, AllocationRequest(owner=f"s{n}", family=Family.IPV6)) for n in range(20)]
+    got = [
+        await allocate(engine, AllocationRequest(owner=f"s{n}", family=Family.IPV6))
+        for n in range(20)
+    ]
     ips = {a.ip for a, _ in got}
     assert len(ips) == 20
     static, _ = await allocate(engine, AllocationRequest(owner="static", ip=IP("fd00:10:96::1")))
@@ -144,13 +149,21 @@ async def test_huge_ipv6_range_materializes_blocks_lazily(engine: AsyncEngine) -
 async def test_nearly_full_range_still_finds_the_last_addresses(engine: AsyncEngine) -> None:
     r = await ranges.create_range(engine, "dense", "10.0.0.0/22")  # 1022 usable
     async with engine.begin() as connection:  # fill every bit but five, as if allocated long ago
-        await connection.execute(text("UPDATE bitmap_block SET bits = decode(repeat('ff', length(bits)), 'hex'), free = 0"))
+        await connection.execute(
+            text(
+                "UPDATE bitmap_block SET bits = decode(repeat('ff', length(bits)), 'hex'), free = 0"
+            )
+        )
         await connection.execute(text("UPDATE ip_range SET allocated = 1017"))
-        await connection.execute(text("UPDATE bitmap_block SET bits = set_bit(bits, 100, 0), free = 1 WHERE band = 1"))
+        await connection.execute(
+            text("UPDATE bitmap_block SET bits = set_bit(bits, 100, 0), free = 1 WHERE band = 1")
+        )
     got, _ = await allocate(engine, AllocationRequest(owner="last"))
     assert r.geometry.offset_of(got.ip) == r.geometry.dynamic_band.offset(0, 100)
     async with engine.begin() as connection:
-        await connection.execute(text("UPDATE bitmap_block SET bits = set_bit(bits, 3, 0), free = 1 WHERE band = 0"))
+        await connection.execute(
+            text("UPDATE bitmap_block SET bits = set_bit(bits, 3, 0), free = 1 WHERE band = 0")
+        )
     static_fallback, _ = await allocate(engine, AllocationRequest(owner="fallback"))
     assert r.geometry.offset_of(static_fallback.ip) == 4
     with pytest.raises(RangeFull):
@@ -169,6 +182,7 @@ async def test_list_pages_in_address_order_at_one_revision(engine: AsyncEngine) 
         cursor = page.next_cursor
         if cursor is None:
             break
-    assert seen == sorted(seen) and len(seen) == 7
+    assert seen == sorted(seen)
+    assert len(seen) == 7
     only = await list_allocations(engine, owner="o3")
     assert [a.owner for a in only.items] == ["o3"]

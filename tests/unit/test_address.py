@@ -49,7 +49,9 @@ def test_host_bits_name_the_probable_network() -> None:
         parse_network("10.96.0.5/12")
 
 
-@pytest.mark.parametrize("text", ["10.96.0.0", "10.96.0.0/33", "10.96.0.0/-1", "10.96.0.0/012", "::/129", "10.96.0.0/x"])
+@pytest.mark.parametrize(
+    "text", ["10.96.0.0", "10.96.0.0/33", "10.96.0.0/-1", "10.96.0.0/012", "::/129", "10.96.0.0/x"]
+)
 def test_malformed_cidrs_are_refused(text: str) -> None:
     with pytest.raises(InvalidRequest):
         parse_network(text)

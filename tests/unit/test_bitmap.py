@@ -16,7 +16,9 @@ def blocks(draw: st.DrawFn) -> tuple[bytes, int]:
 
 
 @given(blocks(), st.data())
-def test_next_free_is_the_first_clear_bit_from_start_wrapping(sample: tuple[bytes, int], data: st.DataObject) -> None:
+def test_next_free_is_the_first_clear_bit_from_start_wrapping(
+    sample: tuple[bytes, int], data: st.DataObject
+) -> None:
     block, bits = sample
     start = data.draw(st.integers(0, bits - 1))
     free = [b for b in range(bits) if not is_set(block, b)]

@@ -11,8 +11,22 @@ from allocator.domain.range import ServiceRange, static_band_size, validate_name
 
 @pytest.mark.parametrize(
     ("total", "size"),
-    [(4, 0), (16, 0), (32, 16), (64, 16), (256, 16), (257, 16), (511, 31), (512, 32), (1024, 64),
-     (4095, 255), (4096, 256), (8192, 256), (2**20, 256), (2**64, 256)],
+    [
+        (4, 0),
+        (16, 0),
+        (32, 16),
+        (64, 16),
+        (256, 16),
+        (257, 16),
+        (511, 31),
+        (512, 32),
+        (1024, 64),
+        (4095, 255),
+        (4096, 256),
+        (8192, 256),
+        (2**20, 256),
+        (2**64, 256),
+    ],
 )
 def test_static_band_formula_at_its_boundaries(total: int, size: int) -> None:
     assert static_band_size(total) == size
@@ -20,9 +34,17 @@ def test_static_band_formula_at_its_boundaries(total: int, size: int) -> None:
 
 @pytest.mark.parametrize(
     ("cidr", "size", "static"),
-    [("10.0.0.0/28", 14, 0), ("10.0.0.0/27", 30, 16), ("10.0.0.0/24", 254, 16),
-     ("10.0.0.0/22", 1022, 64), ("10.0.0.0/16", 65534, 256), ("10.96.0.0/12", 1048574, 256),
-     ("fd00::/120", 255, 16), ("fd00::/64", 2**64 - 1, 256), ("fd00::/126", 3, 0)],
+    [
+        ("10.0.0.0/28", 14, 0),
+        ("10.0.0.0/27", 30, 16),
+        ("10.0.0.0/24", 254, 16),
+        ("10.0.0.0/22", 1022, 64),
+        ("10.0.0.0/16", 65534, 256),
+        ("10.96.0.0/12", 1048574, 256),
+        ("fd00::/120", 255, 16),
+        ("fd00::/64", 2**64 - 1, 256),
+        ("fd00::/126", 3, 0),
+    ],
 )
 def test_sizes_and_static_bands(cidr: str, size: int, static: int) -> None:
     r = ServiceRange.of(parse_network(cidr))
@@ -62,8 +84,16 @@ def test_invalid_names(name: str) -> None:
 
 
 ranges = st.one_of(
-    st.builds(lambda n, p: netaddr.IPNetwork((n, p), 4).cidr, st.integers(0, 2**32 - 1), st.integers(8, 30)),
-    st.builds(lambda n, p: netaddr.IPNetwork((n, p), 6).cidr, st.integers(0, 2**128 - 1), st.integers(64, 126)),
+    st.builds(
+        lambda n, p: netaddr.IPNetwork((n, p), 4).cidr,
+        st.integers(0, 2**32 - 1),
+        st.integers(8, 30),
+    ),
+    st.builds(
+        lambda n, p: netaddr.IPNetwork((n, p), 6).cidr,
+        st.integers(0, 2**128 - 1),
+        st.integers(64, 126),
+    ),
 )
 
 

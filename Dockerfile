@@ -1,0 +1,8 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY allocator ./allocator
+COPY migrations ./migrations
+RUN pip install --no-cache-dir -e .
+EXPOSE 8080
+CMD ["allocator", "serve", "--host", "0.0.0.0", "--port", "8080"]
