@@ -1,0 +1,95 @@
+"""The endpoints, described once; the sync and async clients only send them.
+
+Each function returns a ``Call``: what to send and which statuses mean success. Any other status
+raises ProblemError with the server's problem document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from allocator.client.errors import ProblemError
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: dict[str, Any] | None = None
+    ok: tuple[int, ...] = (200,)
+
+
+def _present(**params: Any) -> dict[str, Any]:
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def create_range(name: str, cidr: str) -> Call:
+    return Call("POST", "/v1/ranges", json={"name": name, "cidr": cidr}, ok=(201,))
+
+
+def list_ranges() -> Call:
+    return Call("GET", "/v1/ranges")
+
+
+def get_range(name: str) -> Call:
+    return Call("GET", f"/v1/ranges/{quote(name, safe='')}")
+
+
+def delete_range(name: str) -> Call:
+    return Call("DELETE", f"/v1/ranges/{quote(name, safe='')}", ok=(204,))
+
+
+def allocate(
+    owner: str,
+    ip: str | None = None,
+    range: str | None = None,
+    family: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Call:
+    body = _present(owner=owner, ip=ip, range=range, family=family, metadata=metadata)
+    return Call("POST", "/v1/allocations", json=body, ok=(200, 201))
+
+
+def get_allocation(ip: str) -> Call:
+    return Call("GET", f"/v1/allocations/{quote(ip, safe='')}")
+
+
+def list_allocations(
+    range: str | None = None,
+    owner: str | None = None,
+    family: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call:
+    params = _present(range=range, owner=owner, family=family, limit=limit, cursor=cursor)
+    return Call("GET", "/v1/allocations", params=params)
+
+
+def release(ip: str, owner: str | None = None) -> Call:
+    return Call("DELETE", f"/v1/allocations/{quote(ip, safe='')}", _present(owner=owner), ok=(204,))
+
+
+def release_owner(owner: str) -> Call:
+    return Call("DELETE", "/v1/allocations", {"owner": owner})
+
+
+def result(call: Call, response: httpx.Response) -> Any:
+    """Return the decoded body of a successful response; raise ProblemError otherwise."""
+    if response.status_code not in call.ok:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+        if not isinstance(problem, dict):
+            problem = {"detail": str(problem)}
+        raise ProblemError(response.status_code, problem)
+    return None if response.status_code == 204 else response.json()
+
+
+def headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -1,0 +1,43 @@
+"""The API objects, as the server sends them (API.md)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class StaticBand(TypedDict):
+    first: str | None
+    last: str | None
+    size: int
+
+
+class Range(TypedDict):
+    name: str
+    cidr: str
+    family: str
+    size: int
+    allocated: int
+    free: int
+    static_band: StaticBand
+    created_at: str
+    revision: int
+
+
+class Allocation(TypedDict):
+    ip: str
+    family: str
+    range: str
+    owner: str
+    metadata: dict[str, Any]
+    created_at: str
+    revision: int
+
+
+class AllocationPage(TypedDict):
+    items: list[Allocation]
+    revision: int
+    next_cursor: str | None
+
+
+class Released(TypedDict):
+    released: list[Allocation]

@@ -1,0 +1,123 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from allocator.client import calls
+from allocator.client.calls import Call
+from allocator.client.errors import ServerUnreachable
+from allocator.client.models import Allocation, AllocationPage, Range
+
+
+class AllocatorClient:
+    """Typed calls of every endpoint. Raises ProblemError for refusals (its ``type`` is the
+    problem type of API.md) and ServerUnreachable when no answer comes."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        verify: str | bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=base_url,
+            headers=calls.headers(token),
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def send(self, call: Call) -> Any:
+        """Send ``call``; return its decoded body (None for 204)."""
+        try:
+            response = self.http.request(call.method, call.path, params=call.params, json=call.json)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"{self.http.base_url}: {exc or type(exc).__name__}") from exc
+        return calls.result(call, response)
+
+    def create_range(self, name: str, cidr: str) -> Range:
+        result: Range = self.send(calls.create_range(name, cidr))
+        return result
+
+    def list_ranges(self) -> list[Range]:
+        result: list[Range] = self.send(calls.list_ranges())["items"]
+        return result
+
+    def get_range(self, name: str) -> Range:
+        result: Range = self.send(calls.get_range(name))
+        return result
+
+    def delete_range(self, name: str) -> None:
+        self.send(calls.delete_range(name))
+
+    def allocate(
+        self,
+        owner: str,
+        *,
+        ip: str | None = None,
+        range: str | None = None,
+        family: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Allocation:
+        result: Allocation = self.send(calls.allocate(owner, ip, range, family, metadata))
+        return result
+
+    def get_allocation(self, ip: str) -> Allocation:
+        result: Allocation = self.send(calls.get_allocation(ip))
+        return result
+
+    def list_allocations(
+        self,
+        *,
+        range: str | None = None,
+        owner: str | None = None,
+        family: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AllocationPage:
+        """Return one page; see ``iter_allocations`` to walk them all."""
+        result: AllocationPage = self.send(
+            calls.list_allocations(range, owner, family, limit, cursor)
+        )
+        return result
+
+    def iter_allocations(
+        self, *, range: str | None = None, owner: str | None = None, family: str | None = None
+    ) -> Iterator[Allocation]:
+        """Yield every matching allocation in address order, fetching pages as needed."""
+        cursor = None
+        while True:
+            page = self.list_allocations(range=range, owner=owner, family=family, cursor=cursor)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    def release(self, ip: str, *, owner: str | None = None) -> None:
+        self.send(calls.release(ip, owner))
+
+    def release_owner(self, owner: str) -> list[Allocation]:
+        result: list[Allocation] = self.send(calls.release_owner(owner))["released"]
+        return result
