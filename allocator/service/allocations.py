@@ -193,21 +193,31 @@ async def release_owner(engine: AsyncEngine, owner: str) -> list[Allocation]:
 
     async def work(connection: AsyncConnection) -> list[Allocation]:
         held = await allocations.of_owner_locked(connection, owner)
-        for one in held:
-            await _release(connection, one)
+        places = [_place(one) for one in held]
+        # Every block and count this transaction changes is locked before the first head bump.
+        await bitmap.lock_blocks(
+            connection, [(h.range_id, b, n) for h, (b, n, _) in zip(held, places, strict=True)]
+        )
+        await ranges.lock_counts(connection, {one.range_id for one in held})
+        for one, (band, block_no, bit) in zip(held, places, strict=True):
+            await allocations.record_release(connection, one, band=band, block_no=block_no, bit=bit)
         return [one.allocation for one in held]
 
     return await run(engine, work)
 
 
 async def _release(connection: AsyncConnection, held: Held) -> int:
+    band, block_no, bit = _place(held)
+    return await allocations.record_release(connection, held, band=band, block_no=block_no, bit=bit)
+
+
+def _place(held: Held) -> tuple[BandKind, int, int]:
+    """Return the band, block and bit of a held address."""
     geometry = ServiceRange.of(held.network, check_limits=False)
     offset = geometry.offset_of(held.allocation.ip)
     band = geometry.band_of(offset)
     block_no, bit = band.locate(offset)
-    return await allocations.record_release(
-        connection, held, band=band.kind, block_no=block_no, bit=bit
-    )
+    return band.kind, block_no, bit
 
 
 async def get_allocation(engine: AsyncEngine, ip: netaddr.IPAddress) -> Allocation:

@@ -59,6 +59,12 @@ _FIRST_MISSING = text(
 )
 
 _DROP = text("DELETE FROM bitmap_block WHERE range_id = :range_id")
+_LOCK_MANY = text(
+    "SELECT 1 FROM bitmap_block"
+    " JOIN unnest(CAST(:range_ids AS integer[]), CAST(:bands AS smallint[]),"
+    "   CAST(:block_nos AS bigint[])) AS k(range_id, band, block_no) USING (range_id, band, block_no)"
+    " ORDER BY range_id, band, block_no FOR UPDATE OF bitmap_block"
+)
 
 LAZY_PROBES = 8
 """Random new blocks a lazy band tries to create before it waits for a held one."""
@@ -99,6 +105,21 @@ async def drop_blocks(connection: AsyncConnection, range_id: int) -> None:
     so deleting a range cannot deadlock with an allocation from it.
     """
     await connection.execute(_DROP, {"range_id": range_id})
+
+
+async def lock_blocks(connection: AsyncConnection, keys: list[tuple[int, int, int]]) -> None:
+    """Lock the blocks ``(range_id, band, block_no)`` in key order, waiting for their holders.
+
+    A transaction that changes several blocks takes them all, in one order, before its first
+    head bump: otherwise it could hold the head while waiting for a block whose holder waits
+    for the head.
+    """
+    if len(keys) < 2:
+        return
+    range_ids, bands, block_nos = (list(column) for column in zip(*sorted(keys), strict=True))
+    await connection.execute(
+        _LOCK_MANY, {"range_ids": range_ids, "bands": bands, "block_nos": block_nos}
+    )
 
 
 async def lock_free_block(

@@ -23,6 +23,9 @@ _BY_NAME_LOCKED = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name FOR 
 _ALL = text(f"SELECT {_COLUMNS} FROM ip_range ORDER BY name")
 _OF_FAMILY = text(f"SELECT {_COLUMNS} FROM ip_range WHERE family = :family ORDER BY name")
 _CONTAINING = text(f"SELECT {_COLUMNS} FROM ip_range WHERE cidr >>= CAST(:ip AS inet)")
+_LOCK_COUNTS = text(
+    "SELECT id FROM ip_range WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR NO KEY UPDATE"
+)
 _OVERLAPPING = text("SELECT name FROM ip_range WHERE cidr && CAST(:cidr AS cidr) LIMIT 1")
 
 _INSERT = text(
@@ -78,6 +81,12 @@ async def containing(connection: AsyncConnection, ip: netaddr.IPAddress) -> Rang
     """Return the range whose CIDR holds ``ip`` (at most one: ranges never overlap), or None."""
     row = (await connection.execute(_CONTAINING, {"ip": str(ip)})).first()
     return _range(row) if row else None
+
+
+async def lock_counts(connection: AsyncConnection, range_ids: set[int]) -> None:
+    """Lock the count rows of several ranges in id order (see ``bitmap.lock_blocks``)."""
+    if len(range_ids) > 1:
+        await connection.execute(_LOCK_COUNTS, {"ids": sorted(range_ids)})
 
 
 async def overlapping(connection: AsyncConnection, geometry: ServiceRange) -> str | None:

@@ -17,7 +17,8 @@ from allocator.domain.errors import (
 )
 from allocator.domain.model import Allocation
 from allocator.service import ranges
-from allocator.service.allocations import AllocationRequest, allocate, release
+from allocator.domain.address import Family
+from allocator.service.allocations import AllocationRequest, allocate, release, release_owner
 from tests.integration.consistency import assert_consistent
 
 CLIENTS = 24
@@ -156,3 +157,30 @@ async def test_static_requests_by_one_owner_for_different_ips(engine: AsyncEngin
     assert sum(isinstance(o, tuple) for o in outcomes) == 1
     assert all(isinstance(o, OwnerHasAllocation) for o in outcomes if not isinstance(o, tuple))
     await assert_consistent(engine)
+
+
+async def deadlocks(engine: AsyncEngine) -> int:
+    await asyncio.sleep(1.5)  # backends flush their statistics at most once a second
+    async with engine.connect() as connection:
+        query = text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def test_dual_stack_owners_release_without_deadlocks(engine: AsyncEngine) -> None:
+    await ranges.create_range(engine, "v4", "10.0.0.0/28")
+    await ranges.create_range(engine, "v6", "fd00::/124")
+    before = await deadlocks(engine)
+
+    async def client(n: int) -> None:
+        for attempt in range(6):
+            owner = f"c{n}-{attempt}"
+            for family in (Family.IPV4, Family.IPV6):
+                try:
+                    await allocate(engine, AllocationRequest(owner=owner, family=family))
+                except RangeFull:
+                    pass
+            await release_owner(engine, owner)
+
+    await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+    assert await deadlocks(engine) == before, "locks are always taken block, range, head"
+    assert await assert_consistent(engine) == set()
