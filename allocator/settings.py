@@ -35,3 +35,32 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(default=10_000, ge=0)
     lock_timeout_ms: int = Field(default=5_000, ge=0)
     retry_after_seconds: int = Field(default=2, ge=1)
+
+    # Security and limits (see allocator.api.auth and allocator.api.limits).
+    tokens_file: Path | None = Field(
+        default=None,
+        description="bearer tokens (name role sha256:HEX per line); unset, the API is open "
+        "and serves loopback only",
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1024, description="larger bodies get 413")
+    max_watchers_per_token: int = Field(default=256, ge=1, description="more get 429")
+
+    # The event feed (see allocator.service.tailer and allocator.service.watch).
+    feed_poll_interval: float = Field(
+        default=0.2, gt=0, le=10, description="seconds between log reads when no notification came"
+    )
+    feed_window: int = Field(default=10_000, ge=1, description="recent events kept in memory")
+    watch_queue: int = Field(
+        default=5_000, ge=1, description="events a watcher may lag behind before it is cut off"
+    )
+    watch_bookmark_seconds: float = Field(default=5.0, gt=0, le=10)
+    watch_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="a watch stream ends after this long; clients resume"
+    )
+    watch_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a watcher that reads nothing for this long is dropped"
+    )
+    event_retention_seconds: float = Field(default=86_400.0, gt=0)
+    event_retention_count: int = Field(default=1_000_000, ge=1)
+    compaction_interval_seconds: float = Field(default=60.0, gt=0)
+    compaction_batch: int = Field(default=5_000, ge=1)

@@ -10,8 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from allocator import __version__
-from allocator.api import problems
-from allocator.api.routes import allocations, health, ranges
+from allocator.api import openapi, problems
+from allocator.api.auth import Authenticator, Reads
+from allocator.api.feed import running_feed
+from allocator.api.limits import BodyLimit, WatchLimiter
+from allocator.api.routes import allocations, events, health, ranges
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
 from allocator.settings import Settings
 from allocator.store import migration
@@ -37,7 +40,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
                 log.info("created default range %s %s", created.name, created.geometry.cidr)
             app.state.engine = engine
             app.state.embedded = embedded
-            yield
+            async with running_feed(app, engine, settings):
+                yield
         finally:
             await engine.dispose()
 
@@ -48,7 +52,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     problems.install(app, settings.retry_after_seconds)
-    app.include_router(ranges.router)
-    app.include_router(allocations.router)
-    app.include_router(health.router)
+    openapi.install(app)
+    app.state.authenticator = Authenticator.from_settings(settings)
+    app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Each route of ranges and allocations names the permission it needs; the feed only reads.
+    app.include_router(ranges.router, responses=openapi.COMMON)
+    app.include_router(allocations.router, responses=openapi.COMMON)
+    app.include_router(events.router, dependencies=[Reads], responses=openapi.COMMON)
+    app.include_router(health.router)  # probes need no token
     return app

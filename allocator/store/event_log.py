@@ -9,8 +9,15 @@ so everything before it (block choice, bit setting) still runs in parallel.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+CHANNEL = "allocator_events"
+"""The LISTEN/NOTIFY channel of the tailers: a wake-up hint carrying the new head revision."""
 
 
 def bump_head(count: int, after: str | None = None) -> str:
@@ -18,11 +25,16 @@ def bump_head(count: int, after: str | None = None) -> str:
 
     Joining ``after`` forces the order: its row locks (block, range) are taken before the head's,
     the order every writer uses, so writers never deadlock on one another.
+
+    The same statement queues a notification on ``CHANNEL`` (delivered at commit, dropped on
+    rollback), so waking the tailers costs no extra round trip. It is only a hint: tailers also
+    poll, so a lost notification delays nothing by more than their poll interval.
     """
     source = f" FROM {after}" if after else ""
     return (
         f"UPDATE log_head SET revision = log_head.revision + {count}{source}"
-        " WHERE log_head.id = 1 RETURNING log_head.revision"
+        " WHERE log_head.id = 1 RETURNING log_head.revision,"
+        f" pg_notify('{CHANNEL}', CAST(log_head.revision AS text)) AS notified"
     )
 
 
@@ -43,3 +55,89 @@ _HEAD = text("SELECT revision FROM log_head WHERE id = 1")
 async def head_revision(connection: AsyncConnection) -> int:
     """Return the revision of the newest committed change visible to this transaction."""
     return int((await connection.execute(_HEAD)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What the log holds: revisions ``compacted + 1 .. head``; ``epoch`` changes on a reset."""
+
+    head: int
+    compacted: int
+    epoch: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One event as stored: its revision and the Event object as JSON text."""
+
+    revision: int
+    payload: str
+
+
+# One statement, so one snapshot: the bounds and the rows agree. The rows visible to any snapshot
+# are exactly the revisions up to the head it sees (see the module docstring), so reading
+# ``revision > after`` in order never skips an event that commits later.
+_READ_AFTER = text(
+    "SELECT h.revision AS head, h.compacted, h.epoch, e.revision, e.payload"
+    " FROM log_head h LEFT JOIN LATERAL ("
+    "  SELECT revision, CAST(payload AS text) AS payload FROM event"
+    "  WHERE revision > :after ORDER BY revision LIMIT :limit) e ON TRUE"
+    " WHERE h.id = 1 ORDER BY e.revision"
+)
+
+
+async def read_after(
+    connection: AsyncConnection, after: int, limit: int
+) -> tuple[Bounds, list[LogRow]]:
+    """Return the log's bounds and up to ``limit`` events with revision > ``after``, in order.
+
+    When ``after`` is below ``compacted`` the rows do not start at ``after + 1``: callers check
+    the bounds first.
+    """
+    result = (await connection.execute(_READ_AFTER, {"after": after, "limit": limit})).all()
+    first = result[0]
+    bounds = Bounds(first.head, first.compacted, first.epoch)
+    return bounds, [LogRow(row.revision, row.payload) for row in result if row.revision is not None]
+
+
+_OLDEST = text(
+    "SELECT h.revision AS head, h.compacted, e.revision, e.created_at"
+    " FROM log_head h LEFT JOIN LATERAL ("
+    "  SELECT revision, created_at FROM event WHERE revision > h.compacted"
+    "  ORDER BY revision LIMIT :limit) e ON TRUE"
+    " WHERE h.id = 1 ORDER BY e.revision"
+)
+_DELETE_UPTO = text("DELETE FROM event WHERE revision > :after AND revision <= :upto")
+# Last statement of the compaction transaction: the head row is locked only until commit, the
+# same short moment a writer holds it.
+_MARK_COMPACTED = text("UPDATE log_head SET compacted = GREATEST(compacted, :upto) WHERE id = 1")
+_COMPACTION_LOCK = text("SELECT pg_try_advisory_xact_lock(7245111)")
+
+
+async def compact(
+    connection: AsyncConnection, *, keep_count: int, older_than: datetime, batch: int
+) -> int:
+    """Delete up to ``batch`` of the oldest events that are beyond the newest ``keep_count`` or
+    were written before ``older_than``; return how many were deleted.
+
+    Only a prefix of the log is deleted, and ``log_head.compacted`` is moved in the same
+    transaction, so readers see either both or neither: every revision <= ``compacted`` is gone,
+    every later one is there. An advisory lock keeps replicas from compacting at the same time;
+    returns 0 when another one is at it right now.
+    """
+    if not (await connection.execute(_COMPACTION_LOCK)).scalar_one():
+        return 0
+    rows = (await connection.execute(_OLDEST, {"limit": batch})).all()
+    head, compacted = int(rows[0].head), int(rows[0].compacted)
+    upto = compacted
+    for row in rows:
+        if row.revision is None or (
+            row.revision > head - keep_count and row.created_at >= older_than
+        ):
+            break
+        upto = row.revision
+    if upto == compacted:
+        return 0
+    await connection.execute(_DELETE_UPTO, {"after": compacted, "upto": upto})
+    await connection.execute(_MARK_COMPACTED, {"upto": upto})
+    return upto - compacted

@@ -1,0 +1,61 @@
+"""An event encoded for the wire once, however many watchers it goes to.
+
+A frame holds the Event object's JSON and the two forms the feed is served in: a line of
+newline-delimited JSON and a Server-Sent Events message whose ``id`` is the revision (so a
+browser's ``Last-Event-ID`` resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+Wire = Literal["ndjson", "sse"]
+
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    revision: int
+    json: bytes
+    ndjson: bytes
+    sse: bytes
+
+    def on(self, wire: Wire) -> bytes:
+        """Return the bytes of this frame in the ``wire`` format."""
+        return self.ndjson if wire == "ndjson" else self.sse
+
+
+def encode(revision: int, json: bytes) -> Frame:
+    """Return the frame of the Event whose compact JSON text is ``json``."""
+    return Frame(
+        revision=revision,
+        json=json,
+        ndjson=json + b"\n",
+        sse=b"id: %d\ndata: %s\n\n" % (revision, json),
+    )
+
+
+def of_stored(revision: int, payload: str) -> Frame:
+    """Return the frame of an event as the log stores it (JSON text, re-encoded compactly)."""
+    return encode(revision, orjson.dumps(orjson.loads(payload)))
+
+
+def of_event(event: dict[str, Any]) -> Frame:
+    """Return the frame of an Event object built in memory (snapshots, bookmarks, errors)."""
+    return encode(int(event["revision"]), orjson.dumps(event))
+
+
+def bookmark(revision: int, *, initial_end: bool = False) -> Frame:
+    event: dict[str, Any] = {"type": "BOOKMARK", "revision": revision}
+    if initial_end:
+        event["initial_end"] = True
+    return of_event(event)
+
+
+def error(revision: int, problem: dict[str, Any]) -> Frame:
+    return of_event({"type": "ERROR", "revision": revision, "problem": problem})

@@ -1,0 +1,185 @@
+"""The tailer: one reader of the log per server process, fanning events out to its watchers.
+
+It reads every new event once (woken by LISTEN/NOTIFY, polling as a fallback), encodes it once
+(see ``frame``), keeps the newest ``window`` frames in memory and hands each batch to every
+subscription. Watchers therefore cost the database nothing while they are live.
+
+A subscription's queue is bounded: a watcher that falls more than ``queue`` events behind is cut
+off (its stream sends an ERROR event and closes, the client resumes from its last revision), so
+one slow reader neither grows memory without bound nor slows the others.
+
+    revisions:   ... floor | floor+1 ... head |  (next read)
+                          '---- window -----'
+    attach(after) succeeds when after >= floor: the backlog is the window past ``after``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from itertools import islice
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from allocator.domain.errors import AllocatorError, RevisionCompacted, RevisionUnknown
+from allocator.service.frame import Frame, of_stored
+from allocator.service.unit_of_work import run
+from allocator.store.event_log import Bounds, LogRow, read_after
+
+log = logging.getLogger(__name__)
+
+READ_BATCH = 1000
+
+
+def fell_behind(limit: int) -> RevisionCompacted:
+    """The error of a watcher cut off because it was more than ``limit`` events behind: the
+    events it misses are no longer kept for it (the contract's ERROR with revision-compacted)."""
+    return RevisionCompacted(
+        f"the watcher fell more than {limit} events behind the feed; "
+        "resume from the last revision received"
+    )
+
+
+def log_reset() -> RevisionUnknown:
+    return RevisionUnknown("the event log was reset; list again (initial=true)")
+
+
+class Subscription:
+    """The queue of one watcher: frames after ``after``, at most ``limit`` waiting."""
+
+    def __init__(self, after: int, limit: int) -> None:
+        self.after = after
+        self.limit = limit
+        self.problem: AllocatorError | None = None
+        self._pending: deque[Frame] = deque()
+        self._wake = asyncio.Event()
+
+    def offer(self, frames: list[Frame]) -> bool:
+        """Queue ``frames`` (those after ``after``); return False once the watcher is cut off."""
+        if self.problem is not None:
+            return False
+        if frames and frames[0].revision <= self.after:
+            frames = [f for f in frames if f.revision > self.after]
+        if len(self._pending) + len(frames) > self.limit:
+            self.cut_off(fell_behind(self.limit))
+            return False
+        self._pending.extend(frames)
+        if frames:
+            self._wake.set()
+        return True
+
+    def cut_off(self, problem: AllocatorError) -> None:
+        """Stop this subscription: drop what waits (freeing its memory) and wake its stream."""
+        self.problem = problem
+        self._pending.clear()
+        self._wake.set()
+
+    async def take(self, wait: float) -> list[Frame]:
+        """Return what waits, waiting up to ``wait`` seconds for something (maybe nothing)."""
+        if not self._pending and self.problem is None:
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                return []
+        self._wake.clear()
+        frames = list(self._pending)
+        self._pending.clear()
+        return frames
+
+
+class Tailer:
+    """Reads the log after ``head`` and fans it out. Start ``run()`` as a task."""
+
+    def __init__(self, engine: AsyncEngine, *, poll_interval: float, window: int) -> None:
+        self._engine = engine
+        self._poll_interval = poll_interval
+        self._window: deque[Frame] = deque(maxlen=window)
+        self._subscriptions: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._epoch: uuid.UUID | None = None
+        self.head = 0
+        """The newest revision read (every subscription has been offered it)."""
+        self.floor = 0
+        """The revision just before the oldest frame in memory."""
+        self.started = asyncio.Event()
+        self.cut_offs = 0
+
+    @property
+    def watchers(self) -> int:
+        return len(self._subscriptions)
+
+    def wake(self) -> None:
+        """Read the log now (a notification arrived)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Read new events until cancelled; errors are logged and the read retried."""
+        bounds, _ = await run(self._engine, lambda c: read_after(c, 0, 0), read_only=True)
+        self._restart(bounds)
+        self.started.set()
+        while True:
+            self._wake.clear()
+            try:
+                await self._read_new()
+            except Exception as exc:  # the database may be away; keep polling
+                log.warning("reading the event log failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    def attach(self, after: int, limit: int) -> tuple[list[Frame], Subscription] | None:
+        """Subscribe a watcher that has seen every revision up to ``after``.
+
+        Returns the frames in memory after ``after`` and the subscription that receives every
+        later one, or None when ``after`` is older than the memory window (read the database
+        first, then attach again).
+        """
+        if after < self.floor:
+            return None
+        backlog = list(islice(self._window, after - self.floor, None))
+        subscription = Subscription(max(after, self.head), limit)
+        self._subscriptions.add(subscription)
+        return backlog, subscription
+
+    def detach(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    async def _read_new(self) -> None:
+        while True:
+            bounds, rows = await run(self._engine, self._read_batch, read_only=True)
+            if bounds.head < self.head or bounds.epoch != self._epoch:
+                log.warning("the event log was reset (head %d < %d)", bounds.head, self.head)
+                self._restart(bounds)
+                return
+            if rows:
+                self._publish(rows)
+            if len(rows) < READ_BATCH:
+                return
+
+    async def _read_batch(self, connection: AsyncConnection) -> tuple[Bounds, list[LogRow]]:
+        return await read_after(connection, self.head, READ_BATCH)
+
+    def _publish(self, rows: list[LogRow]) -> None:
+        frames = [of_stored(row.revision, row.payload) for row in rows]
+        self._window.extend(frames)
+        self.head = frames[-1].revision
+        self.floor = self.head - len(self._window)  # revisions are dense
+        for subscription in list(self._subscriptions):
+            if not subscription.offer(frames):
+                self._drop(subscription)
+
+    def _drop(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+        self.cut_offs += 1
+        log.info("a watcher fell behind and was cut off (%d watchers)", self.watchers)
+
+    def _restart(self, bounds: Bounds) -> None:
+        """Start over at the database's head: after a reset every watcher must list again."""
+        for subscription in list(self._subscriptions):
+            subscription.cut_off(log_reset())
+        self._subscriptions.clear()
+        self._window.clear()
+        self._epoch = bounds.epoch
+        self.head = self.floor = bounds.head

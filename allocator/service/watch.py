@@ -1,0 +1,97 @@
+"""One watcher's stream: the list (initial=true) or the catch-up from the database, then live
+events from the tailer, bookmarks while idle, and an ERROR event before an abnormal end.
+
+    since=R  ──► database pages (R, floor] ──► tailer window (floor, head] ──► live
+    initial  ──► snapshot at S, BOOKMARK initial_end ──► as since=S
+
+Preconditions (410 before the stream starts) are checked by ``open_watch`` so that the HTTP
+layer can answer with a problem document; the stream itself only ever ends with an ERROR event,
+at its timeout, or when the client goes away.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from allocator.domain.errors import AllocatorError
+from allocator.service.events import check_since, head_of, list_events, snapshot
+from allocator.service.frame import Frame, bookmark, error
+from allocator.service.tailer import Tailer, log_reset
+
+CATCH_UP_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    queue: int
+    bookmark_seconds: float
+    timeout_seconds: float
+    problem_of: Callable[[AllocatorError], dict[str, Any]]
+    """Renders the problem document of an ERROR event (the HTTP layer owns the statuses)."""
+
+
+async def open_watch(
+    engine: AsyncEngine, tailer: Tailer, since: int | None, options: WatchOptions
+) -> AsyncGenerator[list[Frame]]:
+    """Return the stream of a watcher (``since`` None: list first, as initial=true).
+
+    Raises RevisionCompacted or RevisionUnknown for a ``since`` the log cannot serve.
+    """
+    if since is not None:
+        check_since(await head_of(engine), since)
+    return _stream(engine, tailer, since, options)
+
+
+async def _stream(
+    engine: AsyncEngine, tailer: Tailer, since: int | None, options: WatchOptions
+) -> AsyncGenerator[list[Frame]]:
+    # A little jitter, so that watchers opened together do not all reconnect together.
+    deadline = time.monotonic() + options.timeout_seconds * random.uniform(0.9, 1.0)
+    position = since
+    if position is None:
+        async for frames in snapshot(engine):
+            yield frames
+            position = frames[-1].revision if frames else position
+        assert position is not None
+    # Catch up from the database until the tailer's memory window reaches the position.
+    while (attached := tailer.attach(position, options.queue)) is None:
+        try:
+            page = await list_events(engine, position, CATCH_UP_PAGE)
+        except AllocatorError as exc:  # compacted (or reset) while catching up
+            yield [error(position, options.problem_of(exc))]
+            return
+        if not page.frames:  # the database holds less than the tailer read: a reset
+            yield [error(position, options.problem_of(log_reset()))]
+            return
+        yield page.frames
+        position = page.frames[-1].revision
+    backlog, subscription = attached
+    try:
+        if backlog:
+            yield backlog
+            position = backlog[-1].revision
+        # Tells the client it is live (and where), as soon as it is.
+        yield [bookmark(position)]
+        sent_at = time.monotonic()
+        while (now := time.monotonic()) < deadline:
+            wait = min(options.bookmark_seconds - (now - sent_at), deadline - now)
+            frames = await subscription.take(max(wait, 0.0))
+            if subscription.problem is not None:
+                yield [error(position, options.problem_of(subscription.problem))]
+                return
+            if frames:
+                position = frames[-1].revision
+            elif time.monotonic() - sent_at >= options.bookmark_seconds:
+                frames = [bookmark(position)]
+            else:
+                continue
+            yield frames
+            sent_at = time.monotonic()
+    finally:
+        tailer.detach(subscription)
