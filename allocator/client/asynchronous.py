@@ -12,6 +12,7 @@ from allocator.client import calls
 from allocator.client.calls import Call
 from allocator.client.errors import ServerUnreachable
 from allocator.client.models import Allocation, AllocationPage, Range
+from allocator.client.watch import AsyncWatch, EventPage, events_call
 
 
 class AsyncAllocatorClient:
@@ -126,3 +127,12 @@ class AsyncAllocatorClient:
     async def release_owner(self, owner: str) -> list[Allocation]:
         result: list[Allocation] = (await self.send(calls.release_owner(owner)))["released"]
         return result
+
+    async def events(self, since: int = 0, limit: int | None = None) -> EventPage:
+        """Return the events after ``since`` and the head revision (the poll form)."""
+        result: EventPage = await self.send(events_call(since, limit))
+        return result
+
+    def watch(self, *, since: int | None = None) -> AsyncWatch:
+        """Return a list+watch (or a watch from ``since``) over this client's connection."""
+        return AsyncWatch(self.http, since=since)

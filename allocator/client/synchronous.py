@@ -12,6 +12,7 @@ from allocator.client import calls
 from allocator.client.calls import Call
 from allocator.client.errors import ServerUnreachable
 from allocator.client.models import Allocation, AllocationPage, Range
+from allocator.client.watch import EventPage, Watch, events_call
 
 
 class AllocatorClient:
@@ -121,3 +122,12 @@ class AllocatorClient:
     def release_owner(self, owner: str) -> list[Allocation]:
         result: list[Allocation] = self.send(calls.release_owner(owner))["released"]
         return result
+
+    def events(self, since: int = 0, limit: int | None = None) -> EventPage:
+        """Return the events after ``since`` and the head revision (the poll form)."""
+        result: EventPage = self.send(events_call(since, limit))
+        return result
+
+    def watch(self, *, since: int | None = None) -> Watch:
+        """Return a list+watch (or a watch from ``since``) over this client's connection."""
+        return Watch(self.http, since=since)

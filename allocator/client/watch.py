@@ -1,0 +1,304 @@
+"""Watching the event feed: list+watch with resume, for agents written in Python.
+
+    from allocator.client.watch import Watch
+    watch = Watch("http://127.0.0.1:8080")
+    for event in watch:                   # never ends on its own; reconnects as needed
+        state = watch.state               # ranges and allocations (by ip) at state.revision
+
+``Watch`` (blocking) and ``AsyncWatch`` (asyncio) yield every Event of the feed in revision
+order and keep ``state``, the ranges and allocations the events describe:
+
+- the first connection lists (``initial=true``): one RANGE_ADDED per range and one ALLOCATED per
+  allocation at one revision S, then a BOOKMARK with ``initial_end``. The list is gathered aside
+  and becomes ``state`` at once at that bookmark, so ``state`` is never half a list;
+- after that, each live event changes ``state`` by exactly one entry;
+- a lost connection, a server restart, the end of a stream or an ERROR event: it reconnects with
+  exponential backoff and jitter and resumes after the last revision seen (bookmarks advance it);
+- a 410 (the revisions it needs were compacted, or the log was reset): it lists again, and the
+  next ``initial_end`` bookmark replaces ``state`` (so entries that vanished meanwhile go too).
+
+A consumer that keeps its own copy refreshes it from ``state`` whenever it sees a BOOKMARK with
+``initial_end``, and otherwise applies the events one by one. Refusals that retrying cannot cure
+(a 4xx other than 410/429, such as a 401) raise ProblemError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NotRequired, TypedDict
+
+import httpx
+import orjson
+
+from allocator.client.calls import Call
+from allocator.client.errors import ProblemError
+from allocator.client.models import Allocation, Range
+
+WATCH_PATH = "/v1/watch"
+READ_TIMEOUT = 30.0
+"""The server sends a bookmark at least every 10 s: 30 s of silence means a dead connection."""
+
+
+class Event(TypedDict):
+    type: str
+    revision: int
+    allocation: NotRequired[Allocation]
+    range: NotRequired[Range]
+    problem: NotRequired[dict[str, Any]]
+    initial_end: NotRequired[bool]
+
+
+class EventPage(TypedDict):
+    items: list[Event]
+    revision: int
+
+
+def events_call(since: int = 0, limit: int | None = None) -> Call:
+    """The poll form: ``{"items": [Event...], "revision": HEAD}``."""
+    params: dict[str, Any] = {"since": since}
+    if limit is not None:
+        params["limit"] = limit
+    return Call("GET", "/v1/events", params=params)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """The ranges (by name) and allocations (by ip) as of ``revision``.
+
+    The mappings are read-only views that the next event updates in place (one entry per
+    event); ``Cursor.snapshot()`` / ``Watch.snapshot()`` return copies that stay as they are.
+    """
+
+    revision: int
+    ranges: Mapping[str, Range]
+    allocations: Mapping[str, Allocation]
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: a delay drawn in [0, min(cap, first * 2^n))."""
+
+    first: float = 0.1
+    cap: float = 10.0
+    attempts: int = 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self.cap, self.first * 2**self.attempts))
+        self.attempts += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class Reconnect(Exception):
+    """The stream ended abnormally: connect again (after a backoff)."""
+
+
+@dataclass
+class Cursor:
+    """The watch's position and state, with no I/O: which request to send next, and what each
+    response or event changes. ``revision`` None means the next request lists (initial=true)."""
+
+    revision: int | None = None
+    head_seen: int = 0
+    """The newest revision the server has mentioned (events and bookmarks)."""
+    _ranges: dict[str, Range] = field(default_factory=dict)
+    _allocations: dict[str, Allocation] = field(default_factory=dict)
+    _listing: tuple[dict[str, Range], dict[str, Allocation]] | None = None
+    _state: FeedState = field(
+        default_factory=lambda: FeedState(0, MappingProxyType({}), MappingProxyType({}))
+    )
+
+    @property
+    def state(self) -> FeedState:
+        return self._state
+
+    def snapshot(self) -> FeedState:
+        """Return a copy of the state that later events leave alone."""
+        state = self._state
+        return FeedState(
+            state.revision,
+            MappingProxyType(dict(state.ranges)),
+            MappingProxyType(dict(state.allocations)),
+        )
+
+    def params(self) -> dict[str, str]:
+        """The query of the next watch request."""
+        if self.revision is None:
+            return {"initial": "true"}
+        return {"since": str(self.revision)}
+
+    def connected(self) -> None:
+        """A stream was opened with ``params()``."""
+        self._listing = ({}, {}) if self.revision is None else None
+
+    def check(self, status: int, body: bytes) -> None:
+        """Judge the status of a watch response: return for 200, list again after a 410, raise
+        Reconnect for what a retry may cure, ProblemError for what it cannot."""
+        if status == 200:
+            return
+        if status == 410:
+            self.revision = None
+            raise Reconnect("410: list again")
+        if status in (408, 429) or status >= 500:
+            raise Reconnect(f"HTTP {status}")
+        try:
+            problem = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            problem = {"detail": body[:500].decode(errors="replace")}
+        raise ProblemError(status, problem if isinstance(problem, dict) else {})
+
+    def apply(self, event: Event) -> None:
+        """Take one event into the state. Raises Reconnect for an ERROR event."""
+        kind, revision = event["type"], event["revision"]
+        self.head_seen = max(self.head_seen, revision)
+        if kind == "ERROR":
+            if event.get("problem", {}).get("type") == "revision-unknown":
+                self.revision = None  # the log was reset: nothing to resume from
+            raise Reconnect(f"ERROR event: {event.get('problem')}")
+        if self._listing is not None:
+            ranges, allocations = self._listing
+            if kind == "RANGE_ADDED":
+                ranges[event["range"]["name"]] = event["range"]
+            elif kind == "ALLOCATED":
+                allocations[event["allocation"]["ip"]] = event["allocation"]
+            elif kind == "BOOKMARK" and event.get("initial_end"):
+                self._ranges, self._allocations = ranges, allocations
+                self._listing = None
+                self._publish(revision)
+            return
+        if kind == "ALLOCATED":
+            self._allocations[event["allocation"]["ip"]] = event["allocation"]
+        elif kind == "RELEASED":
+            self._allocations.pop(event["allocation"]["ip"], None)
+        elif kind == "RANGE_ADDED":
+            self._ranges[event["range"]["name"]] = event["range"]
+        elif kind == "RANGE_REMOVED":
+            self._ranges.pop(event["range"]["name"], None)
+        self._publish(max(revision, self.revision or 0))
+
+    def _publish(self, revision: int) -> None:
+        self.revision = revision
+        self._state = FeedState(
+            revision, MappingProxyType(self._ranges), MappingProxyType(self._allocations)
+        )
+
+
+def _decode(line: str) -> Event | None:
+    if not line.strip():
+        return None
+    event: Event = orjson.loads(line)
+    return event
+
+
+def _timeout(read_timeout: float) -> httpx.Timeout:
+    return httpx.Timeout(10.0, read=read_timeout)
+
+
+class Watch:
+    """Blocking list+watch; iterate it for events, read ``state`` for the state (see module)."""
+
+    def __init__(
+        self,
+        server: str | httpx.Client,
+        *,
+        since: int | None = None,
+        cursor: Cursor | None = None,
+        backoff: Backoff | None = None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self._http = httpx.Client(base_url=server) if isinstance(server, str) else server
+        self._owns_http = isinstance(server, str)
+        self.cursor = cursor or Cursor(revision=since)
+        self._backoff = backoff or Backoff()
+        self._timeout = _timeout(read_timeout)
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> FeedState:
+        """The state (views; from another thread, prefer ``snapshot()``)."""
+        return self.cursor.state
+
+    def snapshot(self) -> FeedState:
+        """A copy of the state, safe to read from any thread while the watch goes on."""
+        with self._lock:
+            return self.cursor.snapshot()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            try:
+                params = self.cursor.params()
+                with self._http.stream(
+                    "GET", WATCH_PATH, params=params, timeout=self._timeout
+                ) as response:
+                    body = response.read() if response.status_code != 200 else b""
+                    self.cursor.check(response.status_code, body)
+                    self.cursor.connected()
+                    for line in response.iter_lines():
+                        event = _decode(line)
+                        if event is not None:
+                            with self._lock:
+                                self.cursor.apply(event)
+                            self._backoff.reset()
+                            yield event
+            except (Reconnect, httpx.TransportError):
+                pass
+            time.sleep(self._backoff.next_delay())
+
+
+class AsyncWatch:
+    """asyncio list+watch; ``async for`` it for events, read ``state`` (see module)."""
+
+    def __init__(
+        self,
+        server: str | httpx.AsyncClient,
+        *,
+        since: int | None = None,
+        cursor: Cursor | None = None,
+        backoff: Backoff | None = None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=server) if isinstance(server, str) else server
+        self._owns_http = isinstance(server, str)
+        self.cursor = cursor or Cursor(revision=since)
+        self._backoff = backoff or Backoff()
+        self._timeout = _timeout(read_timeout)
+
+    @property
+    def state(self) -> FeedState:
+        return self.cursor.state
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                params = self.cursor.params()
+                async with self._http.stream(
+                    "GET", WATCH_PATH, params=params, timeout=self._timeout
+                ) as response:
+                    body = await response.aread() if response.status_code != 200 else b""
+                    self.cursor.check(response.status_code, body)
+                    self.cursor.connected()
+                    async for line in response.aiter_lines():
+                        event = _decode(line)
+                        if event is not None:
+                            self.cursor.apply(event)
+                            self._backoff.reset()
+                            yield event
+            except (Reconnect, httpx.TransportError):
+                pass
+            await asyncio.sleep(self._backoff.next_delay())
