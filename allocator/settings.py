@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(default=10_000, ge=0)
     lock_timeout_ms: int = Field(default=5_000, ge=0)
     retry_after_seconds: int = Field(default=2, ge=1)
+    group_commit_max: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="concurrent dynamic allocations a process commits in one transaction at most;"
+        " 1 turns group commit off",
+    )
 
     # Security and limits (see allocator.api.auth and allocator.api.limits).
     tokens_file: Path | None = Field(

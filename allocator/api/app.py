@@ -15,6 +15,7 @@ from allocator.api.auth import Authenticator, Reads
 from allocator.api.feed import running_feed
 from allocator.api.limits import BodyLimit, WatchLimiter
 from allocator.api.routes import allocations, events, health, ranges
+from allocator.service import group_commit
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
 from allocator.settings import Settings
 from allocator.store import migration
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             for created in await ensure_ranges(engine, default_ranges):
                 log.info("created default range %s %s", created.name, created.geometry.cidr)
             app.state.engine = engine
+            group_commit.configure(engine, max_batch=settings.group_commit_max)
             app.state.embedded = embedded
             async with running_feed(app, engine, settings):
                 yield

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,6 +51,7 @@ async def running_feed(
         problem_of=document_of,
     )
     app.state.watch_send_timeout = settings.watch_send_timeout_seconds
+    restore = _end_streams_on_exit_signals(tailer)
     try:
         started = asyncio.create_task(tailer.started.wait())
         done, _ = await asyncio.wait(
@@ -58,6 +62,37 @@ async def running_feed(
         started.cancel()
         yield
     finally:
+        restore()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _end_streams_on_exit_signals(tailer: Tailer) -> Callable[[], None]:
+    """Chain SIGTERM and SIGINT to end the watch streams; return what restores the handlers.
+
+    A server stopping gracefully waits for its open responses, and a watch never ends on its own
+    for minutes: without this, stopping a replica would wait for its watchers' timeouts.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(tailer.shut_down)
+        chained = previous[signal.Signals(sig)]
+        if callable(chained):
+            chained(sig, frame)
+        else:  # the default action (or none): as if this handler were not there
+            signal.signal(sig, chained)
+            signal.raise_signal(sig)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, original in previous.items():
+            signal.signal(sig, original)
+
+    return restore

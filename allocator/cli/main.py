@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Annotated
 
 import typer
 
+from allocator.cli import agent, watch
 from allocator.settings import Settings
 from allocator.store.database import create_engine, resolve_url
 from allocator.store.embedded import EmbeddedPostgresUnavailable
@@ -15,6 +17,8 @@ from allocator.store.embedded import EmbeddedPostgresUnavailable
 app = typer.Typer(help="The ClusterIP allocator.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("watch")(watch.watch)
+app.command("agent")(agent.agent)
 
 
 def _database(settings: Settings) -> tuple[str, object | None]:
@@ -34,6 +38,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port: replicas, each with its own connection pool"
+            " (ALLOCATOR_POOL_SIZE connections each).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the API server (migrations are applied at start)."""
     import uvicorn
@@ -45,7 +57,23 @@ def serve(
     settings = Settings()
     url, embedded = _database(settings)
     settings = settings.model_copy(update={"database_url": url})
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    if workers > 1:
+        # Each worker process builds its own app from the environment; replicas are safe because
+        # allocation safety lives in Postgres, not in process memory.
+        os.environ["ALLOCATOR_DATABASE_URL"] = url
+        uvicorn.run(
+            "allocator.api.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+    else:
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level=log_level, access_log=False
+        )
     del embedded  # kept referenced until the server stops
 
 

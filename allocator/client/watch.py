@@ -104,9 +104,11 @@ class Reconnect(Exception):
 @dataclass
 class Cursor:
     """The watch's position and state, with no I/O: which request to send next, and what each
-    response or event changes. ``revision`` None means the next request lists (initial=true)."""
+    response or event changes. ``revision`` None means the next request lists (initial=true),
+    or, with ``initial`` false, starts at the server's head (live events only)."""
 
     revision: int | None = None
+    initial: bool = True
     head_seen: int = 0
     """The newest revision the server has mentioned (events and bookmarks)."""
     _ranges: dict[str, Range] = field(default_factory=dict)
@@ -132,12 +134,12 @@ class Cursor:
     def params(self) -> dict[str, str]:
         """The query of the next watch request."""
         if self.revision is None:
-            return {"initial": "true"}
+            return {"initial": "true"} if self.initial else {}
         return {"since": str(self.revision)}
 
     def connected(self) -> None:
         """A stream was opened with ``params()``."""
-        self._listing = ({}, {}) if self.revision is None else None
+        self._listing = ({}, {}) if self.revision is None and self.initial else None
 
     def check(self, status: int, body: bytes) -> None:
         """Judge the status of a watch response: return for 200, list again after a 410, raise
@@ -145,7 +147,7 @@ class Cursor:
         if status == 200:
             return
         if status == 410:
-            self.revision = None
+            self.revision, self.initial = None, True
             raise Reconnect("410: list again")
         if status in (408, 429) or status >= 500:
             raise Reconnect(f"HTTP {status}")
@@ -161,7 +163,7 @@ class Cursor:
         self.head_seen = max(self.head_seen, revision)
         if kind == "ERROR":
             if event.get("problem", {}).get("type") == "revision-unknown":
-                self.revision = None  # the log was reset: nothing to resume from
+                self.revision, self.initial = None, True  # the log was reset: list again
             raise Reconnect(f"ERROR event: {event.get('problem')}")
         if self._listing is not None:
             ranges, allocations = self._listing
@@ -203,20 +205,26 @@ def _timeout(read_timeout: float) -> httpx.Timeout:
 
 
 class Watch:
-    """Blocking list+watch; iterate it for events, read ``state`` for the state (see module)."""
+    """Blocking list+watch; iterate it for events, read ``state`` for the state (see module).
+
+    ``since``: resume after that revision instead of listing; ``initial=False`` (without
+    ``since``): start with the live events at the server's head; ``cursor``: carry on from
+    another watch's position and state (for instance on another replica).
+    """
 
     def __init__(
         self,
         server: str | httpx.Client,
         *,
         since: int | None = None,
+        initial: bool = True,
         cursor: Cursor | None = None,
         backoff: Backoff | None = None,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self._http = httpx.Client(base_url=server) if isinstance(server, str) else server
         self._owns_http = isinstance(server, str)
-        self.cursor = cursor or Cursor(revision=since)
+        self.cursor = cursor or Cursor(revision=since, initial=initial)
         self._backoff = backoff or Backoff()
         self._timeout = _timeout(read_timeout)
         self._lock = threading.Lock()
@@ -258,20 +266,22 @@ class Watch:
 
 
 class AsyncWatch:
-    """asyncio list+watch; ``async for`` it for events, read ``state`` (see module)."""
+    """asyncio list+watch; ``async for`` it for events, read ``state`` (see module and
+    ``Watch`` for the arguments)."""
 
     def __init__(
         self,
         server: str | httpx.AsyncClient,
         *,
         since: int | None = None,
+        initial: bool = True,
         cursor: Cursor | None = None,
         backoff: Backoff | None = None,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self._http = httpx.AsyncClient(base_url=server) if isinstance(server, str) else server
         self._owns_http = isinstance(server, str)
-        self.cursor = cursor or Cursor(revision=since)
+        self.cursor = cursor or Cursor(revision=since, initial=initial)
         self._backoff = backoff or Backoff()
         self._timeout = _timeout(read_timeout)
 

@@ -13,7 +13,7 @@ import netaddr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.address import Family, family_of, parse_address
-from allocator.domain.band import BandKind
+from allocator.domain.band import Band, BandKind
 from allocator.domain.bitmap import is_set, next_free, with_bit
 from allocator.domain.errors import (
     InvalidRequest,
@@ -27,6 +27,7 @@ from allocator.domain.errors import (
 )
 from allocator.domain.model import Allocation, Range
 from allocator.domain.range import ServiceRange
+from allocator.service import group_commit
 from allocator.service.ranges import require
 from allocator.service.unit_of_work import run
 from allocator.store import allocations, bitmap, ranges
@@ -58,11 +59,19 @@ async def allocate(engine: AsyncEngine, request: AllocationRequest) -> tuple[All
     it asked for a different IP. Raises InvalidRequest (family contradicts ip or range),
     RangeNotFound, NoRangeForFamily, IPNotInRange, IPAlreadyAllocated (naming the holder),
     OwnerHasAllocation, RangeFull.
+
+    Dynamic requests made concurrently in this process may share one transaction (group commit,
+    see ``allocator.service.group_commit``); the answer to each is the same as if it ran alone.
     """
+    return await group_commit.batcher(engine).allocate(request)
+
+
+async def allocate_one(engine: AsyncEngine, request: AllocationRequest) -> tuple[Allocation, bool]:
+    """``allocate`` in a transaction of its own."""
 
     async def work(connection: AsyncConnection) -> tuple[Allocation, bool]:
         named = await require(connection, request.range) if request.range else None
-        family = _family(request, named)
+        family = request_family(request, named)
         held = await allocations.by_owner(connection, request.owner, family)
         if held is not None:
             if request.ip is None or request.ip == held.allocation.ip:
@@ -78,7 +87,7 @@ async def allocate(engine: AsyncEngine, request: AllocationRequest) -> tuple[All
     return await run(engine, work)
 
 
-def _family(request: AllocationRequest, named: Range | None) -> Family:
+def request_family(request: AllocationRequest, named: Range | None) -> Family:
     """Return the family the request is for; raise InvalidRequest when its parts disagree."""
     ip_family = family_of(request.ip) if request.ip is not None else None
     range_family = named.geometry.family if named is not None else None
@@ -115,7 +124,7 @@ async def _allocate_dynamic(
 ) -> Allocation:
     candidates = [named] if named else await ranges.list_all(connection, family)
     if not candidates:
-        raise NoRangeForFamily(f"there is no {family} range")
+        raise no_range_for(family)
     # The static band is the last resort, so user-requested IPs in it rarely collide.
     for kind in (BandKind.DYNAMIC, BandKind.STATIC):
         for target in candidates:
@@ -136,6 +145,25 @@ async def _allocate_dynamic(
     raise RangeFull(f"no free address in {where}")
 
 
+def no_range_for(family: Family) -> NoRangeForFamily:
+    return NoRangeForFamily(f"there is no {family} range")
+
+
+def draft(
+    request: AllocationRequest, family: Family, target: Range, band: Band, block_no: int, bit: int
+) -> Allocation:
+    """Return the allocation of ``bit`` of a block for ``request``, not stored yet (revision 0)."""
+    return Allocation(
+        ip=target.geometry.address_at(band.offset(block_no, bit)),
+        family=family,
+        range=target.name,
+        owner=request.owner,
+        metadata=request.metadata,
+        created_at=datetime.now(UTC),
+        revision=0,
+    )
+
+
 async def _record(
     connection: AsyncConnection,
     request: AllocationRequest,
@@ -144,24 +172,16 @@ async def _record(
     block: Block,
     bit: int,
 ) -> Allocation:
-    draft = Allocation(
-        ip=target.geometry.address_at(block.band.offset(block.block_no, bit)),
-        family=family,
-        range=target.name,
-        owner=request.owner,
-        metadata=request.metadata,
-        created_at=datetime.now(UTC),
-        revision=0,
-    )
+    unstored = draft(request, family, target, block.band, block.block_no, bit)
     revision = await allocations.record_allocation(
         connection,
         range_id=target.id,
         band=block.band.kind,
         block_no=block.block_no,
         bits=with_bit(block.bits, bit, True),
-        draft=draft,
+        draft=unstored,
     )
-    return replace(draft, revision=revision)
+    return replace(unstored, revision=revision)
 
 
 async def release(

@@ -54,6 +54,8 @@ class Subscription:
         self.after = after
         self.limit = limit
         self.problem: AllocatorError | None = None
+        self.finished = False
+        """The server is stopping: the stream ends cleanly and its client resumes elsewhere."""
         self._pending: deque[Frame] = deque()
         self._wake = asyncio.Event()
 
@@ -77,9 +79,13 @@ class Subscription:
         self._pending.clear()
         self._wake.set()
 
+    def finish(self) -> None:
+        self.finished = True
+        self._wake.set()
+
     async def take(self, wait: float) -> list[Frame]:
         """Return what waits, waiting up to ``wait`` seconds for something (maybe nothing)."""
-        if not self._pending and self.problem is None:
+        if not self._pending and self.problem is None and not self.finished:
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
@@ -105,6 +111,7 @@ class Tailer:
         self.floor = 0
         """The revision just before the oldest frame in memory."""
         self.started = asyncio.Event()
+        self.closing = False
         self.cut_offs = 0
 
     @property
@@ -141,7 +148,16 @@ class Tailer:
         backlog = list(islice(self._window, after - self.floor, None))
         subscription = Subscription(max(after, self.head), limit)
         self._subscriptions.add(subscription)
+        if self.closing:
+            subscription.finish()
         return backlog, subscription
+
+    def shut_down(self) -> None:
+        """End every stream (the server is stopping; its clients resume on another replica or
+        after the restart), so that stopping does not wait for watchers to leave."""
+        self.closing = True
+        for subscription in self._subscriptions:
+            subscription.finish()
 
     def detach(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)

@@ -82,6 +82,8 @@ async def _stream(
         while (now := time.monotonic()) < deadline:
             wait = min(options.bookmark_seconds - (now - sent_at), deadline - now)
             frames = await subscription.take(max(wait, 0.0))
+            if subscription.finished:
+                return
             if subscription.problem is not None:
                 yield [error(position, options.problem_of(subscription.problem))]
                 return

@@ -8,12 +8,14 @@ lock (release) before calling, so the statement only confirms what they checked.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import netaddr
 import orjson
-from sqlalchemy import Row, text
+from sqlalchemy import Row, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from allocator.domain.address import Family
@@ -53,6 +55,50 @@ _RECORD_ALLOCATION = text(
     f" {event_json('ALLOCATED', 'allocation', 'CAST(:document AS jsonb)', stamp=True)}"
     " FROM head, row RETURNING revision"
 )
+_BY_OWNERS = text(
+    f"SELECT {_COLUMNS} FROM {_FROM} WHERE (a.owner, a.family) IN"
+    " (SELECT * FROM unnest(CAST(:owners AS text[]), CAST(:families AS text[])))"
+)
+
+
+@functools.cache
+def _record_allocations(n: int) -> TextClause:
+    """Return the statement storing a batch of ``n`` allocations: every block's new bits, each
+    range's count, one head bump of ``n``, then the n rows and n events numbered from it, in
+    request order. The joins on the counts of the earlier CTEs force the lock order every writer
+    uses: blocks, ranges, head. (One text per ``n``: the head bump takes its count literally.)"""
+    return text(
+        "WITH block AS ("
+        "  UPDATE bitmap_block b SET bits = u.bits, free = b.free - u.taken"
+        "  FROM unnest(CAST(:block_ranges AS integer[]), CAST(:block_bands AS smallint[]),"
+        "   CAST(:block_nos AS bigint[]), CAST(:block_bits AS bytea[]), CAST(:block_taken AS integer[]))"
+        "   AS u(range_id, band, block_no, bits, taken)"
+        "  WHERE b.range_id = u.range_id AND b.band = u.band AND b.block_no = u.block_no"
+        "  RETURNING b.range_id),"
+        " counted AS ("
+        "  UPDATE ip_range SET allocated = allocated + c.n"
+        "  FROM (SELECT range_id, count(*) AS n FROM unnest(CAST(:range_ids AS integer[])) AS range_id"
+        "   GROUP BY range_id) c, (SELECT count(*) AS blocks FROM block) locked"
+        "  WHERE ip_range.id = c.range_id RETURNING ip_range.id),"
+        " done AS (SELECT count(*) AS ranges FROM counted),"
+        f" head AS ({bump_head(n, after='done')}),"
+        " input AS ("
+        f"  SELECT i.*, head.revision - {n} + i.n AS revision FROM head, unnest("
+        "   CAST(:ips AS inet[]), CAST(:families AS text[]), CAST(:range_ids AS integer[]),"
+        "   CAST(:owners AS text[]), CAST(:metadata AS jsonb[]), CAST(:created_at AS timestamptz[]),"
+        "   CAST(:documents AS jsonb[]))"
+        "   WITH ORDINALITY AS i(ip, family, range_id, owner, metadata, created_at, document, n)),"
+        " row AS ("
+        "  INSERT INTO allocation (ip, family, range_id, owner, metadata, created_at, revision)"
+        "  SELECT ip, family, range_id, owner, metadata, created_at, revision FROM input"
+        "  RETURNING revision)"
+        " INSERT INTO event (revision, type, payload)"
+        " SELECT head.revision, 'ALLOCATED',"
+        f" {event_json('ALLOCATED', 'allocation', 'head.document', stamp=True)}"
+        " FROM input AS head ORDER BY head.revision RETURNING revision"
+    )
+
+
 _RECORD_RELEASE = text(
     "WITH gone AS ("
     "  DELETE FROM allocation WHERE ip = CAST(:ip AS inet) RETURNING range_id),"
@@ -173,6 +219,60 @@ async def record_allocation(
         },
     )
     return int(result.scalar_one())
+
+
+async def by_owners(
+    connection: AsyncConnection, keys: Sequence[tuple[str, Family]]
+) -> dict[tuple[str, Family], Held]:
+    """Return the allocations held by any of the ``(owner, family)`` pairs, by pair."""
+    rows = await connection.execute(
+        _BY_OWNERS,
+        {"owners": [owner for owner, _ in keys], "families": [str(f) for _, f in keys]},
+    )
+    return {(h.allocation.owner, h.allocation.family): h for h in map(_held, rows)}
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChange:
+    """A locked block's new bits and how many of them were set since it was read."""
+
+    range_id: int
+    band: BandKind
+    block_no: int
+    bits: bytes
+    taken: int
+
+
+async def record_allocations(
+    connection: AsyncConnection,
+    blocks: Sequence[BlockChange],
+    drafts: Sequence[tuple[int, Allocation]],
+) -> int:
+    """Store the ``(range_id, draft)`` allocations (their revisions are ignored) and the blocks'
+    new bits in one statement; return the revision of the last one.
+
+    The drafts take consecutive revisions in their order, ending at the returned one. Raises
+    IntegrityError when an owner already holds an address of the family (a concurrent
+    transaction got there first): nothing of the batch is then stored.
+    """
+    result = await connection.execute(
+        _record_allocations(len(drafts)),
+        {
+            "block_ranges": [b.range_id for b in blocks],
+            "block_bands": [int(b.band) for b in blocks],
+            "block_nos": [b.block_no for b in blocks],
+            "block_bits": [b.bits for b in blocks],
+            "block_taken": [b.taken for b in blocks],
+            "range_ids": [range_id for range_id, _ in drafts],
+            "ips": [str(d.ip) for _, d in drafts],
+            "families": [str(d.family) for _, d in drafts],
+            "owners": [d.owner for _, d in drafts],
+            "metadata": [orjson.dumps(d.metadata).decode() for _, d in drafts],
+            "created_at": [d.created_at for _, d in drafts],
+            "documents": [orjson.dumps(d.document()).decode() for _, d in drafts],
+        },
+    )
+    return int(max(result.scalars()))
 
 
 async def record_release(

@@ -7,6 +7,7 @@ Every function here runs inside the caller's transaction and leaves the block ro
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -25,20 +26,24 @@ class Block:
     bits: bytes
 
 
+_NOT_HELD = " AND block_no <> ALL(CAST(:held AS bigint[]))"
+"""Blocks this transaction already holds: their bits in the database are stale (a batch changes
+them in memory and writes them at the end), and ``SKIP LOCKED`` does not skip one's own locks."""
+
 _FIND_FROM = text(
     "SELECT block_no, bits FROM bitmap_block"
     " WHERE range_id = :range_id AND band = :band AND free > 0 AND block_no >= :start"
-    " ORDER BY block_no LIMIT 1 FOR UPDATE SKIP LOCKED"
+    f"{_NOT_HELD} ORDER BY block_no LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _FIND_BEFORE = text(
     "SELECT block_no, bits FROM bitmap_block"
     " WHERE range_id = :range_id AND band = :band AND free > 0 AND block_no < :start"
-    " ORDER BY block_no LIMIT 1 FOR UPDATE SKIP LOCKED"
+    f"{_NOT_HELD} ORDER BY block_no LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _FIND_WAITING = text(
     "SELECT block_no, bits FROM bitmap_block"
     " WHERE range_id = :range_id AND band = :band AND free > 0"
-    " ORDER BY block_no LIMIT 1 FOR UPDATE"
+    f"{_NOT_HELD} ORDER BY block_no LIMIT 1 FOR UPDATE"
 )
 _MATERIALIZE = text(
     "INSERT INTO bitmap_block (range_id, band, block_no, bits, free)"
@@ -123,7 +128,13 @@ async def lock_blocks(connection: AsyncConnection, keys: list[tuple[int, int, in
 
 
 async def lock_free_block(
-    connection: AsyncConnection, range_id: int, band: Band, *, eager: bool
+    connection: AsyncConnection,
+    range_id: int,
+    band: Band,
+    *,
+    eager: bool,
+    held: Sequence[int] = (),
+    wait: bool = True,
 ) -> Block | None:
     """Return a locked block of ``band`` with at least one free bit, or None when the band is full.
 
@@ -132,6 +143,10 @@ async def lock_free_block(
     instead of queueing on one. A lazy band whose existing blocks are all full or held creates a
     new block at a random place. Only when every block with free bits is held by someone else
     does it wait for one, so a nearly full band is never reported full by mistake.
+
+    ``held`` names blocks of the band this transaction already holds, never to be returned again.
+    Without ``wait``, None also means that every block with free bits is held by someone else: a
+    transaction that already holds blocks must not wait for more (two such could deadlock).
     """
     if band.size == 0:
         return None
@@ -139,6 +154,7 @@ async def lock_free_block(
         "range_id": range_id,
         "band": int(band.kind),
         "start": random.randrange(band.block_count),
+        "held": list(held),
     }
     for query in (_FIND_FROM, _FIND_BEFORE):
         row = (await connection.execute(query, params)).first()
@@ -149,6 +165,8 @@ async def lock_free_block(
             block = await _create(connection, range_id, band, random.randrange(band.block_count))
             if block is not None:
                 return block
+    if not wait:
+        return None
     row = (await connection.execute(_FIND_WAITING, params)).first()
     if row is not None:
         return Block(band, row.block_no, row.bits)
