@@ -122,9 +122,11 @@ class Agent:
                 await asyncio.sleep(self._options.retry_seconds)
                 self._dirty.set()
                 return
-            self.applied_script = script
+            first, self.applied_script = self.applied_script is None, script
+        else:
+            first = False
         self.lag.programmed(state.revision, len(state.ranges), len(state.allocations))
-        log.debug("%s", self.lag.line())
+        log.log(logging.INFO if first else logging.DEBUG, "%s", self.lag.line())
 
     async def _report(self) -> None:
         while True:
