@@ -31,6 +31,10 @@ STATUS: dict[type[errors.AllocatorError], int] = {
     errors.OwnerMismatch: 409,
     errors.RevisionCompacted: 410,
     errors.RevisionUnknown: 410,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.TooManyWatchers: 429,
+    errors.UnsupportedMediaType: 415,
     errors.Unavailable: 503,
 }
 
@@ -66,6 +70,10 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
         headers = None
         if isinstance(exc, errors.Unavailable):
             log.warning("database unavailable: %s", exc.__cause__ or exc)
+            headers = {"Retry-After": str(retry_after_seconds)}
+        elif isinstance(exc, errors.Unauthorized):
+            headers = {"WWW-Authenticate": 'Bearer realm="allocator"'}
+        elif isinstance(exc, errors.TooManyWatchers):
             headers = {"Retry-After": str(retry_after_seconds)}
         return problem_response(document_of(exc), headers)
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from allocator.domain.metadata import check_metadata
+
 FamilyName = Literal["IPv4", "IPv6"]
 
 
@@ -54,6 +56,12 @@ class AllocationCreate(BaseModel):
         if not owner.isprintable():
             raise ValueError("owner must consist of printable characters")
         return owner
+
+    @field_validator("metadata")
+    @classmethod
+    def bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        check_metadata(metadata)
+        return metadata
 
 
 class AllocationRead(BaseModel):

@@ -15,6 +15,10 @@
      ├── OwnerMismatch            409 owner-mismatch        (holder)
      ├── RevisionCompacted        410 revision-compacted
      ├── RevisionUnknown          410 revision-unknown
+     ├── Unauthorized             401 unauthorized          (no token, or one that is not known)
+     ├── Forbidden                403 forbidden             (role, permission)
+     ├── TooManyWatchers          429 too-many-watchers     (limit)
+     ├── UnsupportedMediaType     415 unsupported-media-type
      └── Unavailable              503 database-unavailable
 
 The HTTP status of each lives in one table in the API layer; here each error carries only its type
@@ -110,6 +114,26 @@ class RevisionCompacted(AllocatorError):
 class RevisionUnknown(AllocatorError):
     type = "revision-unknown"
     title = "Revision unknown"
+
+
+class Unauthorized(AllocatorError):
+    type = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(AllocatorError):
+    type = "forbidden"
+    title = "Forbidden"
+
+
+class TooManyWatchers(AllocatorError):
+    type = "too-many-watchers"
+    title = "Too many watchers"
+
+
+class UnsupportedMediaType(AllocatorError):
+    type = "unsupported-media-type"
+    title = "Unsupported media type"
 
 
 class Unavailable(AllocatorError):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from allocator.api.deps import EngineDep, json_response
+from allocator.api import observed
+from allocator.api.auth import Allocates, Reads
+from allocator.api.deps import EngineDep, JsonBody, json_response
+from allocator.api.openapi import problems
 from allocator.api.schemas import (
     AllocationCreate,
     AllocationList,
@@ -28,9 +31,13 @@ Owner = Annotated[str | None, Query(min_length=1, max_length=253)]
     "",
     status_code=201,
     response_model=AllocationRead,
-    responses={200: {"model": AllocationRead, "description": "Already held by this owner"}},
+    responses={
+        200: {"model": AllocationRead, "description": "Already held by this owner"},
+        **problems(404, 409),
+    },
+    dependencies=[Allocates, JsonBody],
 )
-async def allocate(body: AllocationCreate, engine: EngineDep) -> Response:
+async def allocate(body: AllocationCreate, engine: EngineDep, http: Request) -> Response:
     request = AllocationRequest(
         owner=body.owner,
         ip=parse_address(body.ip) if body.ip is not None else None,
@@ -38,11 +45,11 @@ async def allocate(body: AllocationCreate, engine: EngineDep) -> Response:
         family=Family(body.family) if body.family else None,
         metadata=body.metadata,
     )
-    allocation, created = await allocations.allocate(engine, request)
+    allocation, created = await observed.allocate(http, engine, request)
     return json_response(allocation.document(), 201 if created else 200)
 
 
-@router.get("", response_model=AllocationList)
+@router.get("", response_model=AllocationList, dependencies=[Reads], responses=problems(404))
 async def list_allocations(
     engine: EngineDep,
     range: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
@@ -68,21 +75,21 @@ async def list_allocations(
     )
 
 
-@router.get("/{ip}", response_model=AllocationRead)
+@router.get("/{ip}", response_model=AllocationRead, dependencies=[Reads], responses=problems(404))
 async def get_allocation(ip: str, engine: EngineDep) -> Response:
     allocation = await allocations.get_allocation(engine, parse_address(ip))
     return json_response(allocation.document())
 
 
-@router.delete("/{ip}", status_code=204)
-async def release(ip: str, engine: EngineDep, owner: Owner = None) -> Response:
-    await allocations.release(engine, parse_address(ip), owner)
+@router.delete("/{ip}", status_code=204, dependencies=[Allocates], responses=problems(404, 409))
+async def release(ip: str, engine: EngineDep, http: Request, owner: Owner = None) -> Response:
+    await observed.release(http, engine, parse_address(ip), owner)
     return Response(status_code=204)
 
 
-@router.delete("", response_model=Released)
+@router.delete("", response_model=Released, dependencies=[Allocates])
 async def release_owner(
-    engine: EngineDep, owner: Annotated[str, Query(min_length=1, max_length=253)]
+    engine: EngineDep, http: Request, owner: Annotated[str, Query(min_length=1, max_length=253)]
 ) -> Response:
-    released = await allocations.release_owner(engine, owner)
+    released = await observed.release_owner(http, engine, owner)
     return json_response({"released": [a.document() for a in released]})

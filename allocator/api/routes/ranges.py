@@ -5,7 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from allocator.api.deps import EngineDep, json_response
+from allocator.api import observed
+from allocator.api.auth import Administers, Reads
+from allocator.api.deps import EngineDep, JsonBody, json_response
+from allocator.api.openapi import problems
 from allocator.api.schemas import RangeCreate, RangeList, RangeRead
 from allocator.service import ranges
 
@@ -14,23 +17,29 @@ router = APIRouter(prefix="/v1/ranges", tags=["ranges"])
 RangeName = Path(min_length=1, max_length=63)
 
 
-@router.post("", status_code=201, response_model=RangeRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=RangeRead,
+    dependencies=[Administers, JsonBody],
+    responses=problems(409),
+)
 async def create_range(body: RangeCreate, engine: EngineDep) -> Response:
-    created = await ranges.create_range(engine, body.name, body.cidr)
+    created = await observed.create_range(engine, body.name, body.cidr)
     return json_response(created.document(), 201)
 
 
-@router.get("", response_model=RangeList)
+@router.get("", response_model=RangeList, dependencies=[Reads])
 async def list_ranges(engine: EngineDep) -> Response:
     return json_response({"items": [r.document() for r in await ranges.list_ranges(engine)]})
 
 
-@router.get("/{name}", response_model=RangeRead)
+@router.get("/{name}", response_model=RangeRead, dependencies=[Reads], responses=problems(404))
 async def get_range(engine: EngineDep, name: str = RangeName) -> Response:
     return json_response((await ranges.get_range(engine, name)).document())
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, dependencies=[Administers], responses=problems(404, 409))
 async def delete_range(engine: EngineDep, name: str = RangeName) -> Response:
-    await ranges.delete_range(engine, name)
+    await observed.delete_range(engine, name)
     return Response(status_code=204)

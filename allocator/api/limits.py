@@ -1,0 +1,146 @@
+"""Limits on what one client can make the server hold: request bodies and open watches.
+
+- ``BodyLimit``: a pure ASGI middleware. A body whose ``Content-Length`` is over the limit is
+  refused before a byte of it is read; a body sent without one (chunked) is counted as it arrives
+  and refused as soon as it passes the limit. Either way the server never holds more than the
+  limit, and the refusal is a 413 ``request-too-large`` problem document.
+- ``WatchLimiter``: how many watch streams each token may hold open at once (429
+  ``too-many-watchers`` beyond it), so one client cannot take every connection slot.
+
+Limits on the content of valid JSON (owner length, metadata size and depth, list limits) are part
+of the request schemas.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from types import TracebackType
+from typing import Annotated, Any, Self
+
+from fastapi import Depends, Request
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from allocator.api.problems import problem, problem_response
+from allocator.domain.errors import TooManyWatchers
+from allocator.domain.token import Principal
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, without reading them into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await problem_response(self.refusal())(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI lets an HTTPException raised while reading the body through to the
+                    # exception handlers, which answer with the problem document.
+                    raise HTTPException(413, self.refusal()["detail"])
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def refusal(self) -> dict[str, Any]:
+        return problem(
+            413,
+            "request-too-large",
+            "Request too large",
+            f"request bodies are limited to {self.max_bytes} bytes",
+            limit=self.max_bytes,
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+class WatchLimiter:
+    """Counts the open watch streams of each token; ``lease`` takes a slot or raises.
+
+    Thread-safe, though the server uses it from one event loop: acquiring and releasing are plain
+    counter updates, so a watch route can take its slot before the stream starts (the 429 is then
+    a normal problem response) and give it back when the stream ends, however it ends.
+    """
+
+    def __init__(self, per_token: int) -> None:
+        self.per_token = per_token
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def lease(self, principal: Principal) -> WatchLease:
+        """Return a held slot for ``principal``; raise TooManyWatchers when it holds them all."""
+        with self._lock:
+            if self._open[principal.name] >= self.per_token:
+                raise TooManyWatchers(
+                    f"token {principal.name!r} already holds {self.per_token} open watches",
+                    limit=self.per_token,
+                )
+            self._open[principal.name] += 1
+        return WatchLease(self, principal.name)
+
+    def open_count(self, name: str) -> int:
+        with self._lock:
+            return self._open[name]
+
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self._open[name] -= 1
+            if self._open[name] <= 0:
+                del self._open[name]
+
+
+class WatchLease:
+    """One open watch. ``release()`` (or leaving ``with lease:``) gives the slot back; twice is
+    harmless, so both the stream's end and a failure before it started may call it."""
+
+    def __init__(self, limiter: WatchLimiter, name: str) -> None:
+        self._limiter = limiter
+        self._name = name
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._limiter._release(self._name)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def watch_lease(request: Request) -> WatchLease:
+    """The dependency of a watch route: a slot for the request's principal (set by the auth
+    dependency, which must run first), or 429. The route must release it when its stream ends."""
+    limiter: WatchLimiter = request.app.state.watch_limiter
+    principal: Principal = request.state.principal
+    return limiter.lease(principal)
+
+
+WatchLeaseDep = Annotated[WatchLease, Depends(watch_lease)]
