@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from allocator.cli import agent, watch
+from allocator.cli import agent, token, watch
+from allocator.cli.security import check_exposure, tls_options
 from allocator.settings import Settings
 from allocator.store.database import create_engine, resolve_url
 from allocator.store.embedded import EmbeddedPostgresUnavailable
@@ -19,6 +21,7 @@ db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("watch")(watch.watch)
 app.command("agent")(agent.agent)
+app.add_typer(token.app, name="token")
 
 
 def _database(settings: Settings) -> tuple[str, object | None]:
@@ -46,6 +49,16 @@ def serve(
             " (ALLOCATOR_POOL_SIZE connections each).",
         ),
     ] = 1,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Serve an open API (no tokens) on an address other than loopback."
+        ),
+    ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate (chain): serve HTTPS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Start the API server (migrations are applied at start)."""
     import uvicorn
@@ -55,6 +68,8 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     settings = Settings()
+    tls = tls_options(tls_cert, tls_key)
+    check_exposure(settings, host, insecure=insecure)
     url, embedded = _database(settings)
     settings = settings.model_copy(update={"database_url": url})
     if workers > 1:
@@ -69,10 +84,16 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=False,
+            **tls,
         )
     else:
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_level=log_level, access_log=False
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            **tls,
         )
     del embedded  # kept referenced until the server stops
 

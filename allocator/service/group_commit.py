@@ -17,6 +17,8 @@ Each request still gets its own answer, the same it would get alone:
 
 - an owner that already holds an address of the family gets it back (``created`` false), also
   when it asked twice in the same batch (the first asking creates it);
+- a request whose owner has one in a running batch waits for that batch to end, so the same
+  owner's requests never race each other within a process;
 - a request that fails on its own (unknown range, family contradicting the range, no range of
   the family) gets its error and the others go on;
 - a request the batch cannot serve without waiting (every block with free bits is held by
@@ -89,6 +91,7 @@ class AllocationBatcher:
         self._window = window
         self._pending: list[_Pending] = []
         self._running = 0
+        self._busy: set[str] = set()  # owners of the requests in running batches
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -102,37 +105,54 @@ class AllocationBatcher:
         return await future
 
     def _dispatch(self) -> None:
-        if not self._pending or self._running >= self._in_flight:
-            return
-        if self._running == 0 or len(self._pending) >= self.max_batch:
-            self._start()
-        elif self._timer is None:
-            self._timer = self.loop.call_later(self._window, self._on_timer)
+        while self._pending and self._running < self._in_flight:
+            if self._running and len(self._pending) < self.max_batch:
+                if self._timer is None:
+                    self._timer = self.loop.call_later(self._window, self._on_timer)
+                return
+            if not self._start():
+                return
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._pending and self._running < self._in_flight:
-            self._start()
+        if self._pending and self._running < self._in_flight and self._start():
+            self._dispatch()
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Start a batch of the pending requests; return whether there was one to start.
+
+        A request whose owner is in a running batch waits for that batch to end, so it sees the
+        outcome: the same owner's requests never race each other within a process.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        taken, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        # A request whose caller went away (a closed connection) is not allocated at all.
-        batch = [p for p in taken if not p.future.done()]
-        if batch:
-            self._running += 1
-            task = self.loop.create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._dispatch()
+        batch: list[_Pending] = []
+        waiting: list[_Pending] = []
+        for pending in self._pending:
+            if pending.future.done():
+                continue  # its caller went away (a closed connection): nothing to allocate
+            if len(batch) < self.max_batch and pending.request.owner not in self._busy:
+                batch.append(pending)
+            else:
+                waiting.append(pending)
+        self._pending = waiting
+        if not batch:
+            return False
+        owners = {p.request.owner for p in batch}
+        self._busy |= owners
+        self._running += 1
+        task = self.loop.create_task(self._run(batch, owners))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[_Pending], owners: set[str]) -> None:
         try:
             await self._execute(batch)
         finally:
             self._running -= 1
+            self._busy -= owners
             self._dispatch()
 
     async def _execute(self, batch: list[_Pending]) -> None:
@@ -144,7 +164,7 @@ class AllocationBatcher:
             outcomes = await run(self.engine, lambda c: allocate_batch(c, requests))
         except Exception as exc:
             log.debug("batch of %d failed as a whole (%r): each runs alone", len(batch), exc)
-            await asyncio.gather(*(_alone(self.engine, p) for p in batch))
+            await _each_alone(self.engine, batch)
             return
         leftovers = []
         for pending, outcome in zip(batch, outcomes, strict=True):
@@ -155,7 +175,21 @@ class AllocationBatcher:
                     pending.future.set_exception(outcome)
                 else:
                     pending.future.set_result(outcome)
-        await asyncio.gather(*(_alone(self.engine, p) for p in leftovers))
+        await _each_alone(self.engine, leftovers)
+
+
+async def _each_alone(engine: AsyncEngine, requests: list[_Pending]) -> None:
+    """Run each request in a transaction of its own: those of different owners at once, those
+    of one owner one after the other, so a later one sees what an earlier one got."""
+    by_owner: dict[str, list[_Pending]] = {}
+    for pending in requests:
+        by_owner.setdefault(pending.request.owner, []).append(pending)
+
+    async def in_order(group: list[_Pending]) -> None:
+        for pending in group:
+            await _alone(engine, pending)
+
+    await asyncio.gather(*(in_order(group) for group in by_owner.values()))
 
 
 async def _alone(engine: AsyncEngine, pending: _Pending) -> None:

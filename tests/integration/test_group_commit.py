@@ -70,7 +70,7 @@ async def test_a_batch_answers_each_request_on_its_own(engine: AsyncEngine) -> N
     assert await batch_sizes(engine) == [1] * 14 + [3]
 
 
-async def test_concurrent_requests_share_transactions_and_get_their_own_answers(
+async def test_concurrent_requests_get_their_own_answers(
     engine: AsyncEngine,
 ) -> None:
     await ranges.create_range(engine, "small", "10.0.0.0/27")  # 30 addresses, 16 static
@@ -92,8 +92,18 @@ async def test_concurrent_requests_share_transactions_and_get_their_own_answers(
     errors = Counter(type(o) for o in outcomes if isinstance(o, Exception))
     assert set(errors) == {RangeFull, RangeNotFound} and errors[RangeNotFound] == 4
     assert await assert_consistent(engine) == {a.ip for a in created}
+
+
+async def test_requests_made_together_share_a_transaction(engine: AsyncEngine) -> None:
+    await ranges.create_range(engine, "default", "10.96.0.0/16")  # 16 blocks: none to wait for
+    batcher = AllocationBatcher(engine)
+    answers = await asyncio.gather(
+        *(batcher.allocate(AllocationRequest(owner=f"o{n}")) for n in range(32))
+    )
     sizes = await batch_sizes(engine)
-    assert sum(sizes) == 30 and max(sizes) > 1, "requests made together share a transaction"
+    assert sum(sizes) == 32 and max(sizes) > 1, sizes
+    assert sorted(a.revision for a, _ in answers) == list(range(2, 34)), "dense, one each"
+    await assert_consistent(engine)
 
 
 async def test_group_commit_off_commits_one_by_one(engine: AsyncEngine) -> None:
