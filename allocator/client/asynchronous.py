@@ -10,6 +10,7 @@ import httpx
 
 from allocator.client import calls
 from allocator.client.calls import Call
+from allocator.client.connection import Verify, http_options
 from allocator.client.errors import ServerUnreachable
 from allocator.client.models import Allocation, AllocationPage, Range
 from allocator.client.watch import AsyncWatch, EventPage, events_call
@@ -17,7 +18,10 @@ from allocator.client.watch import AsyncWatch, EventPage, events_call
 
 class AsyncAllocatorClient:
     """Typed calls of every endpoint. Raises ProblemError for refusals (its ``type`` is the
-    problem type of API.md) and ServerUnreachable when no answer comes."""
+    problem type of API.md) and ServerUnreachable when no answer comes.
+
+    ``token`` and ``verify`` default to ``ALLOCATOR_TOKEN`` and ``ALLOCATOR_CA_FILE`` (see
+    ``allocator.client.connection``)."""
 
     def __init__(
         self,
@@ -25,15 +29,11 @@ class AsyncAllocatorClient:
         *,
         token: str | None = None,
         timeout: float = 10.0,
-        verify: str | bool = True,
+        verify: Verify = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.http = httpx.AsyncClient(
-            base_url=base_url,
-            headers=calls.headers(token),
-            timeout=timeout,
-            verify=verify,
-            transport=transport,
+            base_url=base_url, timeout=timeout, transport=transport, **http_options(token, verify)
         )
 
     async def __aenter__(self) -> Self:

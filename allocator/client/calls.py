@@ -89,7 +89,3 @@ def result(call: Call, response: httpx.Response) -> Any:
             problem = {"detail": str(problem)}
         raise ProblemError(response.status_code, problem)
     return None if response.status_code == 204 else response.json()
-
-
-def headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
