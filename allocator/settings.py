@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
         le=1000,
         description="concurrent dynamic allocations a process commits in one transaction at most;"
         " 1 turns group commit off",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="server log lines: text for people, json for log collectors"
     )
 
     # Security and limits (see allocator.api.auth and allocator.api.limits).

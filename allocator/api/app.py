@@ -14,7 +14,10 @@ from allocator.api import openapi, problems
 from allocator.api.auth import Authenticator, Reads
 from allocator.api.feed import running_feed
 from allocator.api.limits import BodyLimit, WatchLimiter
-from allocator.api.routes import allocations, events, health, ranges
+from allocator.api.metrics import Metrics
+from allocator.api.middleware import RequestLog
+from allocator.api.routes import allocations, events, health, occupancy, ranges
+from allocator.api.routes import metrics as metrics_routes
 from allocator.service import group_commit
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
 from allocator.settings import Settings
@@ -58,9 +61,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.authenticator = Authenticator.from_settings(settings)
     app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.metrics = Metrics()
+    # Outermost: the request id and the log line cover every other middleware's answers too.
+    app.add_middleware(RequestLog, metrics=app.state.metrics)
     # Each route of ranges and allocations names the permission it needs; the feed only reads.
     app.include_router(ranges.router, responses=openapi.COMMON)
     app.include_router(allocations.router, responses=openapi.COMMON)
     app.include_router(events.router, dependencies=[Reads], responses=openapi.COMMON)
     app.include_router(health.router)  # probes need no token
+    app.include_router(occupancy.router, responses=openapi.COMMON)
+    app.include_router(metrics_routes.router)  # scraped like the probes, without a token
     return app

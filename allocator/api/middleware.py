@@ -1,0 +1,89 @@
+"""The request middleware (pure ASGI, so streamed responses such as the watch feed pass through
+untouched): a request id for every request, one log line when it ends, and the HTTP metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from allocator.api.logs import request_id
+from allocator.api.metrics import Metrics
+
+log = logging.getLogger("allocator.request")
+
+HEADER = b"x-request-id"
+MAX_ID_LENGTH = 128
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Probes and scrapes arrive every few seconds: their lines are logged at debug level."""
+
+
+def incoming_id(scope: Scope) -> str | None:
+    """Return the caller's X-Request-ID when it is short printable ASCII, else None."""
+    for name, value in scope.get("headers", ()):
+        if name == HEADER:
+            text: str = value.decode("latin-1")
+            if 0 < len(text) <= MAX_ID_LENGTH and text.isascii() and text.isprintable():
+                return text
+    return None
+
+
+def route_template(scope: Scope) -> str:
+    """Return the path template of the matched route (``/v1/allocations/{ip}``), so metrics do
+    not get a series per address; ``unmatched`` when no route matched."""
+    return str(getattr(scope.get("route"), "path", None) or "unmatched")
+
+
+class RequestLog:
+    """Keeps or makes the request id (echoed as ``X-Request-ID``), logs one line per request with
+    method, path, status, duration and, when authentication ran, the caller's token name and
+    role (``request.state.principal``), and counts the request in the HTTP metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = incoming_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            self._record(scope, status, seconds, rid)
+            request_id.reset(token)
+
+    def _record(self, scope: Scope, status: int, seconds: float, rid: str) -> None:
+        method, path, route = scope["method"], scope["path"], route_template(scope)
+        self.metrics.http_requests.labels(method, route, str(status)).inc()
+        self.metrics.http_duration.labels(method, route).observe(seconds)
+        extra: dict[str, Any] = {
+            "request_id": rid,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        principal = scope.get("state", {}).get("principal")
+        if principal is not None:
+            extra["principal"] = getattr(principal, "name", None)
+            extra["role"] = getattr(principal, "role", None)
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        log.log(level, "%s %s %d", method, path, status, extra=extra)

@@ -1,0 +1,108 @@
+"""The state-changing use cases as the routes call them: each wrapper calls one service function,
+then counts it in the app's metrics and logs one line for the change (with the request id, owner,
+IP, range and revision), so routes stay one call long and the hot path stays free of both."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import netaddr
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from allocator.api.logs import request_id
+from allocator.api.metrics import Metrics
+from allocator.domain.errors import AllocatorError
+from allocator.domain.model import Allocation, Range
+from allocator.service import allocations, ranges
+from allocator.service.allocations import AllocationRequest
+
+log = logging.getLogger("allocator.change")
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def _log_allocation(message: str, allocation: Allocation, revision: int | None = None) -> None:
+    log.info(
+        "%s %s",
+        message,
+        allocation.ip,
+        extra={
+            "request_id": request_id.get(),
+            "owner": allocation.owner,
+            "ip": str(allocation.ip),
+            "range": allocation.range,
+            "revision": revision,
+        },
+    )
+
+
+async def allocate(
+    request: Request, engine: AsyncEngine, wanted: AllocationRequest
+) -> tuple[Allocation, bool]:
+    """``allocations.allocate``, timed and counted by scope (static when an IP was asked for)."""
+    metrics = _metrics(request)
+    scope = "dynamic" if wanted.ip is None else "static"
+    started = time.perf_counter()
+    try:
+        allocation, created = await allocations.allocate(engine, wanted)
+    except AllocatorError as error:
+        metrics.allocation_errors.labels(wanted.range or "", scope, error.type).inc()
+        raise
+    finally:
+        metrics.allocation_duration.labels(scope).observe(time.perf_counter() - started)
+    if created:
+        metrics.allocations.labels(allocation.range, scope).inc()
+        _log_allocation("allocated", allocation, allocation.revision)
+    return allocation, created
+
+
+async def release(
+    request: Request, engine: AsyncEngine, ip: netaddr.IPAddress, owner: str | None
+) -> Allocation:
+    """``allocations.release``, counted per range."""
+    released = await allocations.release(engine, ip, owner)
+    _metrics(request).releases.labels(released.range).inc()
+    _log_allocation("released", released)
+    return released
+
+
+async def release_owner(request: Request, engine: AsyncEngine, owner: str) -> list[Allocation]:
+    """``allocations.release_owner``, each released allocation counted and logged."""
+    released = await allocations.release_owner(engine, owner)
+    for one in released:
+        _metrics(request).releases.labels(one.range).inc()
+        _log_allocation("released", one)
+    return released
+
+
+async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:
+    """``ranges.create_range``, logged."""
+    created = await ranges.create_range(engine, name, cidr)
+    log.info(
+        "range created %s %s",
+        name,
+        created.geometry.cidr,
+        extra={
+            "request_id": request_id.get(),
+            "range": name,
+            "cidr": created.geometry.cidr,
+            "revision": created.revision,
+        },
+    )
+    return created
+
+
+async def delete_range(engine: AsyncEngine, name: str) -> int:
+    """``ranges.delete_range``, logged."""
+    revision = await ranges.delete_range(engine, name)
+    log.info(
+        "range deleted %s",
+        name,
+        extra={"request_id": request_id.get(), "range": name, "revision": revision},
+    )
+    return revision

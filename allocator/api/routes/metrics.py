@@ -1,0 +1,26 @@
+"""/metrics: Prometheus text exposition."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from allocator.api.deps import EngineDep
+from allocator.api.metrics import MetricsDep
+from allocator.domain.errors import Unavailable
+from allocator.service.usage import Usage, usage
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(engine: EngineDep, metrics: MetricsDep) -> Response:
+    """The process's counters and the database's gauges. When the database cannot be read, the
+    counters are still served, with ``allocator_database_up 0`` and no range gauges."""
+    current: Usage | None
+    try:
+        current = await usage(engine)
+    except Unavailable:
+        current = None
+    return Response(metrics.render(current), media_type=CONTENT_TYPE_LATEST)
