@@ -98,7 +98,9 @@ async def measure(
     settings = Settings(database_url=database_url, pool_size=4)
     engine = create_engine(database_url, settings)
     try:
-        with server.running(database_url) as process:
+        # One token (the anonymous one) holds every watcher: lift the per-token limit to fit.
+        limit = str(max(256, watchers))
+        with server.running(database_url, ALLOCATOR_MAX_WATCHERS_PER_TOKEN=limit) as process:
             async with httpx.AsyncClient(base_url=process.url, timeout=30) as http:
                 tag = uuid.uuid4().hex[:8]
                 octet = int(tag[:2], 16)
