@@ -9,7 +9,7 @@ or ``key=value`` pairs after the message in text.
 from __future__ import annotations
 
 import logging
-import sys
+import logging.config
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -63,13 +63,32 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def logging_config(level: str = "info", log_format: LogFormat = "text") -> dict[str, Any]:
+    """Return the ``logging.config.dictConfig`` of the server: every logger's records to stderr
+    in ``log_format`` at ``level`` and above. Uvicorn applies it in each worker process too."""
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"allocator": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "allocator",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        # The server's own request line replaces uvicorn's access line; pgserver's chatter is
+        # kept to warnings.
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "WARNING"},
+            "pgserver": {"level": "WARNING"},
+        },
+    }
+
+
 def configure_logging(level: str = "info", log_format: LogFormat = "text") -> None:
-    """Send every logger's records to stderr in ``log_format`` at ``level`` and above."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # The server's own access line replaces uvicorn's; its library chatter stays quiet.
-    for name in ("uvicorn.access", "pgserver"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """Apply ``logging_config`` to this process."""
+    logging.config.dictConfig(logging_config(level, log_format))

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from allocator.cli import agent, token, watch
+from allocator.cli import agent, allocations, ip, ranges, token, verify, watch
+from allocator.cli.database import database as _database
 from allocator.cli.security import check_exposure, tls_options
 from allocator.settings import Settings
-from allocator.store.database import create_engine, resolve_url
-from allocator.store.embedded import EmbeddedPostgresUnavailable
+from allocator.store.database import create_engine
 
 app = typer.Typer(help="The ClusterIP allocator.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
@@ -22,18 +21,10 @@ app.add_typer(db_app, name="db")
 app.command("watch")(watch.watch)
 app.command("agent")(agent.agent)
 app.add_typer(token.app, name="token")
-
-
-def _database(settings: Settings) -> tuple[str, object | None]:
-    """Return the database URL (starting the embedded Postgres if none is configured)."""
-    try:
-        url, embedded = resolve_url(settings)
-    except EmbeddedPostgresUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    if embedded is not None:
-        typer.echo(f"embedded Postgres in {settings.data_dir}", err=True)
-    return url, embedded
+app.add_typer(ranges.app, name="ranges")
+app.add_typer(ip.app, name="ip")
+app.add_typer(allocations.app, name="allocations")
+app.command("verify")(verify.verify)
 
 
 @app.command()
@@ -64,10 +55,10 @@ def serve(
     import uvicorn
 
     from allocator.api.app import create_app
+    from allocator.api.logs import configure_logging, logging_config
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
     settings = Settings()
+    configure_logging(log_level, settings.log_format)
     tls = tls_options(tls_cert, tls_key)
     check_exposure(settings, host, insecure=insecure)
     url, embedded = _database(settings)
@@ -84,6 +75,7 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=False,
+            log_config=logging_config(log_level, settings.log_format),
             **tls,
         )
     else:
@@ -93,6 +85,7 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=False,
+            log_config=logging_config(log_level, settings.log_format),
             **tls,
         )
     del embedded  # kept referenced until the server stops

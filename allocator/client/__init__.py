@@ -7,7 +7,7 @@ with AllocatorClient("http://127.0.0.1:8080") as api:
 
 from allocator.client.asynchronous import AsyncAllocatorClient
 from allocator.client.errors import ClientError, ProblemError, ServerUnreachable
-from allocator.client.models import Allocation, AllocationPage, Range, Released
+from allocator.client.models import Allocation, AllocationPage, Occupancy, Range, Released
 from allocator.client.synchronous import AllocatorClient
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "AllocatorClient",
     "AsyncAllocatorClient",
     "ClientError",
+    "Occupancy",
     "ProblemError",
     "Range",
     "Released",

@@ -12,7 +12,7 @@ from allocator.client import calls
 from allocator.client.calls import Call
 from allocator.client.connection import Verify, http_options
 from allocator.client.errors import ServerUnreachable
-from allocator.client.models import Allocation, AllocationPage, Range
+from allocator.client.models import Allocation, AllocationPage, Occupancy, Range
 from allocator.client.watch import AsyncWatch, EventPage, events_call
 
 
@@ -70,6 +70,11 @@ class AsyncAllocatorClient:
 
     async def get_range(self, name: str) -> Range:
         result: Range = await self.send(calls.get_range(name))
+        return result
+
+    async def get_occupancy(self, name: str, *, cells: int = 0) -> Occupancy:
+        """Return the per-band and per-block counts of a range, and a map of ``cells`` slices."""
+        result: Occupancy = await self.send(calls.get_occupancy(name, cells))
         return result
 
     async def delete_range(self, name: str) -> None:

@@ -40,6 +40,12 @@ def get_range(name: str) -> Call:
     return Call("GET", f"/v1/ranges/{quote(name, safe='')}")
 
 
+def get_occupancy(name: str, cells: int = 0) -> Call:
+    return Call(
+        "GET", f"/v1/ranges/{quote(name, safe='')}/occupancy", _present(cells=cells or None)
+    )
+
+
 def delete_range(name: str) -> Call:
     return Call("DELETE", f"/v1/ranges/{quote(name, safe='')}", ok=(204,))
 

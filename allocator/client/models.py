@@ -41,3 +41,35 @@ class AllocationPage(TypedDict):
 
 class Released(TypedDict):
     released: list[Allocation]
+
+
+class Span(TypedDict):
+    first: str | None
+    last: str | None
+    size: int
+
+
+class BandUsage(Span):
+    band: str
+    used: int
+    blocks: int
+    materialized_blocks: int
+
+
+class BlockUsage(Span):
+    band: str
+    block_no: int
+    used: int
+
+
+class CellUsage(Span):
+    used: int
+
+
+class Occupancy(TypedDict):
+    range: Range
+    revision: int
+    lazy: bool
+    bands: list[BandUsage]
+    blocks: list[BlockUsage]
+    cells: list[CellUsage] | None

@@ -1,0 +1,149 @@
+"""``allocator ip``: who holds an address (and in which range and band), allocate, release."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from allocator.cli.output import Format, OutputOption, emit
+from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.client import AllocatorClient, ProblemError
+from allocator.client.models import Allocation
+from allocator.domain.address import parse_address, parse_network
+from allocator.domain.errors import InvalidRequest, IPNotInRange
+from allocator.domain.range import ServiceRange
+
+app = typer.Typer(help="One address: show who holds it, allocate, release.", no_args_is_help=True)
+
+IP = Annotated[str, typer.Argument(help="An IPv4 or IPv6 address.")]
+
+
+def address(text: str) -> str:
+    """Return the canonical form of ``text``; a malformed address is a usage error (exit 2)."""
+    try:
+        return str(parse_address(text))
+    except InvalidRequest as exc:
+        raise typer.BadParameter(exc.detail) from None
+
+
+def place(api: AllocatorClient, ip: str) -> dict[str, Any]:
+    """Return the range holding ``ip`` and the band it is in (or why it is not usable)."""
+    parsed = parse_address(ip)
+    for r in api.list_ranges():
+        geometry = ServiceRange.of(parse_network(r["cidr"]), check_limits=False)
+        if not geometry.contains(parsed):
+            continue
+        try:
+            band = geometry.band_of(geometry.offset_of(parsed)).kind.name.lower()
+        except IPNotInRange as reason:
+            return {"range": r["name"], "band": None, "usable": False, "reason": reason.detail}
+        return {"range": r["name"], "band": band, "usable": True}
+    return {"range": None, "band": None, "usable": False, "reason": f"{ip} is in no range"}
+
+
+def key_values(rows: list[tuple[str, str]]) -> Table:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def allocation_rows(allocation: Allocation) -> list[tuple[str, str]]:
+    return [
+        ("ip", allocation["ip"]),
+        ("owner", allocation["owner"]),
+        ("range", allocation["range"]),
+        ("family", allocation["family"]),
+        ("since", allocation["created_at"]),
+        ("revision", str(allocation["revision"])),
+        ("metadata", orjson.dumps(allocation["metadata"]).decode()),
+    ]
+
+
+@app.command("show")
+def show(
+    ip: IP, server: ServerOption = DEFAULT_SERVER, output: OutputOption = Format.TABLE
+) -> None:
+    """Which range holds an address, whether it is free, in which band, who holds it, since
+    when, and its metadata."""
+    canonical = address(ip)
+    with connected(server) as api:
+        where = place(api, canonical)
+        try:
+            held: Allocation | None = api.get_allocation(canonical)
+        except ProblemError as refused:
+            if refused.type != "ip-not-allocated":
+                raise
+            held = None
+    document = {"ip": canonical, **where, "free": held is None, "allocation": held}
+
+    def table() -> Table:
+        rows = [("ip", canonical), ("range", where["range"] or "-")]
+        rows.append(("band", where["band"] or f"- ({where['reason']})"))
+        if held is None:
+            rows.append(("state", "free" if where["usable"] else "not allocatable"))
+        else:
+            rows.append(("state", "allocated"))
+            rows += [(k, v) for k, v in allocation_rows(held) if k not in ("ip", "range")]
+        return key_values(rows)
+
+    emit(document, output, table)
+
+
+def metadata_object(text: str | None) -> dict[str, Any] | None:
+    """Return the JSON object given with --metadata; anything else is a usage error."""
+    if text is None:
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--metadata")
+    return value
+
+
+@app.command("allocate")
+def allocate(
+    owner: Annotated[str, typer.Option(help="Who holds it, e.g. namespace/name.")],
+    ip: Annotated[str | None, typer.Option(help="This address (user-requested).")] = None,
+    range_name: Annotated[str | None, typer.Option("--range", help="From this range.")] = None,
+    family: Annotated[str | None, typer.Option(help="IPv4 or IPv6.")] = None,
+    metadata: Annotated[str | None, typer.Option(help="A JSON object kept with it.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Allocate an address to OWNER: a random free one, or --ip. Asking again returns the one
+    the owner already holds."""
+    if family is not None and family not in ("IPv4", "IPv6"):
+        raise typer.BadParameter("IPv4 or IPv6", param_hint="--family")
+    body = metadata_object(metadata)
+    with connected(server) as api:
+        allocation = api.allocate(
+            owner,
+            ip=address(ip) if ip else None,
+            range=range_name,
+            family=family,
+            metadata=body,
+        )
+    emit(allocation, output, lambda: key_values(allocation_rows(allocation)))
+
+
+@app.command("release")
+def release(
+    ip: IP,
+    owner: Annotated[
+        str | None, typer.Option(help="Only if this owner holds it (a late release is refused).")
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Release an address."""
+    canonical = address(ip)
+    with connected(server) as api:
+        api.release(canonical, owner=owner)
+    typer.echo(f"released {canonical}")

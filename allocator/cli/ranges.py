@@ -1,0 +1,169 @@
+"""``allocator ranges``: list, show (with an occupancy map), create and delete ranges."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from allocator.cli.output import Format, OutputOption, bar, count, emit, fill_style, percent
+from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.client.models import CellUsage, Occupancy, Range
+
+app = typer.Typer(help="Ranges: how they are used, and where.", no_args_is_help=True)
+
+MAP_COLUMNS = 64
+MAP_CELLS = 512
+"""Slices of the range in the map of ``ranges show``: 8 rows of 64."""
+
+Name = Annotated[str, typer.Argument(help="The range's name.")]
+
+
+def ranges_table(items: list[Range]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "CIDR", "FAMILY"):
+        table.add_column(column, no_wrap=True)
+    for column in ("SIZE", "ALLOCATED", "FREE", "USE"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for r in items:
+        table.add_row(
+            r["name"],
+            r["cidr"],
+            r["family"],
+            count(r["size"]),
+            count(r["allocated"]),
+            count(r["free"]),
+            percent(r["allocated"], r["size"]),
+            bar(r["allocated"], r["size"]),
+        )
+    return table
+
+
+@app.command("list")
+def list_ranges(server: ServerOption = DEFAULT_SERVER, output: OutputOption = Format.TABLE) -> None:
+    """Every range: size, allocated, free and use, with a bar each."""
+    with connected(server) as api:
+        items = api.list_ranges()
+    emit({"items": items}, output, lambda: ranges_table(items) if items else Text("no ranges"))
+
+
+@app.command("show")
+def show(
+    name: Name, server: ServerOption = DEFAULT_SERVER, output: OutputOption = Format.TABLE
+) -> None:
+    """A range's counts, its static and dynamic bands, and a map of where addresses are taken
+    (for a huge IPv6 range: of the blocks in use)."""
+    with connected(server) as api:
+        occupancy = api.get_occupancy(name, cells=MAP_CELLS)
+    emit(occupancy, output, lambda: occupancy_view(occupancy))
+
+
+@app.command("create")
+def create(
+    name: Name,
+    cidr: Annotated[str, typer.Argument(help="e.g. 10.96.0.0/12 or fd00:10:96::/112")],
+    server: ServerOption = DEFAULT_SERVER,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Create a range (it must not overlap another)."""
+    with connected(server) as api:
+        created = api.create_range(name, cidr)
+    emit(created, output, lambda: ranges_table([created]))
+
+
+@app.command("delete")
+def delete(name: Name, server: ServerOption = DEFAULT_SERVER) -> None:
+    """Delete a range that holds no allocation."""
+    with connected(server) as api:
+        api.delete_range(name)
+    typer.echo(f"deleted range {name}")
+
+
+def occupancy_view(occupancy: Occupancy) -> RenderableType:
+    """Return the counts, the bands and the map of ``ranges show``."""
+    r = occupancy["range"]
+    heading = Text.assemble(
+        (r["name"], "bold"), f"  {r['cidr']}  {r['family']}  at revision {occupancy['revision']}"
+    )
+    totals = Text(
+        f"size {count(r['size'])}   allocated {count(r['allocated'])}   free {count(r['free'])}"
+        f"   use {percent(r['allocated'], r['size'])}"
+    )
+    bands = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("BAND", "FIRST", "LAST"):
+        bands.add_column(column, no_wrap=True)
+    for column in ("SIZE", "USED", "USE"):
+        bands.add_column(column, justify="right", no_wrap=True)
+    bands.add_column("", no_wrap=True)
+    for band in occupancy["bands"]:
+        bands.add_row(
+            band["band"],
+            band["first"] or "-",
+            band["last"] or "-",
+            count(band["size"]),
+            count(band["used"]),
+            percent(band["used"], band["size"]),
+            bar(band["used"], band["size"]),
+        )
+    return Group(heading, totals, Text(), bands, Text(), occupancy_map(occupancy))
+
+
+LEGEND = "· empty  ░ up to 25%  ▒ up to 50%  ▓ up to 75%  █ more"
+
+
+def shade(used: int, size: int) -> Text:
+    """Return one map cell: its character by how full it is, coloured like the bars."""
+    if used == 0 or size == 0:
+        return Text("·", style="dim")
+    share = used / size
+    glyph = "░" if share <= 0.25 else "▒" if share <= 0.5 else "▓" if share <= 0.75 else "█"
+    return Text(glyph, style=fill_style(share))
+
+
+def occupancy_map(occupancy: Occupancy) -> RenderableType:
+    """Return the map: rows of cells, each a slice of the range, labelled with the first address
+    of the row. A lazy (huge IPv6) range is drawn from its materialized blocks only: the rest of
+    it is free by construction, and drawn to scale it would be empty but for invisible dots."""
+    cells = occupancy["cells"]
+    if cells is not None:
+        span = max(c["size"] for c in cells) if cells else 0
+        title = f"occupancy: {len(cells)} cells of about {count(span)} addresses each  ({LEGEND})"
+        return grid(title, cells)
+    blocks = occupancy["blocks"]
+    materialized = len(blocks)
+    total = sum(b["blocks"] for b in occupancy["bands"])
+    title = (
+        f"occupancy of the used part: {materialized} of {count(total)} blocks exist (4,096 "
+        f"addresses each); the others are free  ({LEGEND})"
+    )
+    if not blocks:
+        return Text(title)
+    # Consecutive blocks merge into one cell when there are more blocks than cells.
+    per_cell = -(-materialized // MAP_CELLS)
+    merged: list[CellUsage] = []
+    for start in range(0, materialized, per_cell):
+        group = blocks[start : start + per_cell]
+        merged.append(
+            {
+                "first": group[0]["first"],
+                "last": group[-1]["last"],
+                "size": sum(b["size"] for b in group),
+                "used": sum(b["used"] for b in group),
+            }
+        )
+    return grid(title, merged)
+
+
+def grid(title: str, cells: list[CellUsage]) -> RenderableType:
+    rows = [Text(title)]
+    label_width = max(len(c["first"] or "") for c in cells) if cells else 0
+    for start in range(0, len(cells), MAP_COLUMNS):
+        line = Text((cells[start]["first"] or "").ljust(label_width) + "  ", style="dim")
+        for cell in cells[start : start + MAP_COLUMNS]:
+            line.append_text(shade(cell["used"], cell["size"]))
+        rows.append(line)
+    return Group(*rows)

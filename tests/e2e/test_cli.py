@@ -1,0 +1,168 @@
+"""The admin CLI, run as ``allocator ...`` (Typer's runner invoking the real app) against a real
+server process, and ``verify`` against the database."""
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+from click.testing import Result
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from allocator.cli.main import app
+from tests.e2e.server import free_port, running_server
+
+
+def run(*args: str, **env: str) -> Result:
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", **env})
+
+
+@pytest.fixture
+def server(engine: AsyncEngine, database_url: str) -> Iterator[str]:
+    with running_server(database_url) as url:
+        yield url
+
+
+def test_an_admin_session(server: str) -> None:
+    def cli(*args: str) -> Result:
+        return run(*args, "--server", server)
+
+    created = cli("ranges", "create", "default-ipv4", "10.96.0.0/16")
+    assert created.exit_code == 0, created.output
+    assert "default-ipv4" in created.stdout and "65,534" in created.stdout
+    assert cli("ranges", "create", "v6", "fd00:10:96::/64", "-o", "json").exit_code == 0
+
+    dns = cli(
+        "ip",
+        "allocate",
+        "--owner",
+        "kube-system/kube-dns",
+        "--ip",
+        "10.96.0.10",
+        "--metadata",
+        '{"port": 53}',
+        "-o",
+        "json",
+    )
+    assert dns.exit_code == 0, dns.output
+    allocation = json.loads(dns.stdout)
+    assert (allocation["ip"], allocation["metadata"]) == ("10.96.0.10", {"port": 53})
+
+    taken = cli("ip", "allocate", "--owner", "other", "--ip", "10.96.0.10")
+    assert taken.exit_code == 1
+    assert taken.stderr.strip() == (
+        "error: 10.96.0.10 is already allocated to 'kube-system/kube-dns' "
+        "(409 ip-already-allocated)"
+    )
+    assert "Traceback" not in taken.output
+
+    web6 = yaml.safe_load(
+        cli("ip", "allocate", "--owner", "web", "--family", "IPv6", "-o", "yaml").stdout
+    )
+    assert web6["range"] == "v6"
+
+    shown = cli("ip", "show", "10.96.0.10")
+    assert shown.exit_code == 0
+    for expected in ("default-ipv4", "static", "allocated", "kube-system/kube-dns", '{"port":53}'):
+        assert expected in shown.stdout
+    free = yaml.safe_load(cli("ip", "show", "10.96.200.1", "-o", "yaml").stdout)
+    assert free == {
+        "ip": "10.96.200.1",
+        "range": "default-ipv4",
+        "band": "dynamic",
+        "usable": True,
+        "free": True,
+        "allocation": None,
+    }
+    network = json.loads(cli("ip", "show", "10.96.0.0", "-o", "json").stdout)
+    assert (network["usable"], network["band"]) == (False, None)
+
+    with httpx.Client(base_url=server) as api:
+        for n in range(510):  # more than one page of 500
+            assert api.post("/v1/allocations", json={"owner": f"bulk-{n}"}).status_code == 201
+        listed_by_api = api.get("/v1/ranges").json()
+        occupancy = api.get("/v1/ranges/default-ipv4/occupancy", params={"cells": 512}).json()
+
+    listed = cli("ranges", "list", "-o", "json")
+    assert json.loads(listed.stdout) == listed_by_api, "exactly the API objects"
+    table = cli("ranges", "list").stdout
+    assert "default-ipv4" in table and "511" in table and "0.78%" in table
+
+    every = json.loads(cli("allocations", "list", "--range", "default-ipv4", "-o", "json").stdout)
+    assert len(every["items"]) == 511, "paged through transparently"
+    ips = [tuple(map(int, a["ip"].split("."))) for a in every["items"]]
+    assert ips == sorted(ips)
+    mine = json.loads(cli("allocations", "list", "--owner", "web", "-o", "json").stdout)
+    assert [a["ip"] for a in mine["items"]] == [web6["ip"]]
+
+    show = cli("ranges", "show", "default-ipv4")
+    assert show.exit_code == 0
+    assert "static" in show.stdout and "dynamic" in show.stdout and "occupancy" in show.stdout
+    assert json.loads(cli("ranges", "show", "default-ipv4", "-o", "json").stdout) == occupancy
+    lazy = cli("ranges", "show", "v6")
+    assert "occupancy of the used part: 1 of" in lazy.stdout
+
+    late = cli("ip", "release", "10.96.0.10", "--owner", "someone-else")
+    assert (late.exit_code, "owner-mismatch" in late.stderr) == (1, True)
+    assert cli("ip", "release", "10.96.0.10", "--owner", "kube-system/kube-dns").exit_code == 0
+    assert json.loads(cli("ip", "show", "10.96.0.10", "-o", "json").stdout)["free"] is True
+
+    not_empty = cli("ranges", "delete", "default-ipv4")
+    assert (not_empty.exit_code, "range-not-empty" in not_empty.stderr) == (1, True)
+    assert cli("ip", "release", web6["ip"]).exit_code == 0
+    assert cli("ranges", "delete", "v6").exit_code == 0
+    missing = cli("ranges", "show", "v6")
+    assert (missing.exit_code, "range-not-found" in missing.stderr) == (1, True)
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("ip", "allocate").exit_code == 2, "--owner is required"
+    assert run("ip", "allocate", "--owner", "a", "--metadata", "[1]").exit_code == 2
+    assert run("ip", "allocate", "--owner", "a", "--metadata", "{").exit_code == 2
+    assert run("ip", "show", "10.096.0.1").exit_code == 2
+    assert run("ranges", "list", "-o", "xml").exit_code == 2
+
+
+def test_an_unreachable_server_is_one_line() -> None:
+    result = run("ranges", "list", "--server", f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach the allocator at http://")
+
+
+async def test_verify_finds_then_repairs(engine: AsyncEngine, database_url: str) -> None:
+    async def verify(*args: str) -> Result:
+        return await asyncio.to_thread(run, "verify", *args, ALLOCATOR_DATABASE_URL=database_url)
+
+    from allocator.service import ranges
+
+    created = await ranges.create_range(engine, "small", "10.0.0.0/24")
+    clean = await verify()
+    assert clean.exit_code == 0 and "consistent" in clean.stdout
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE bitmap_block SET bits = set_bit(bits, 5, 1)"
+                " WHERE range_id = :id AND band = 1"
+            ),
+            {"id": created.id},
+        )
+    found = await verify("-o", "json")
+    assert found.exit_code == 1
+    report = json.loads(found.stdout)
+    assert report["counts"] == {
+        "leak": 1,
+        "missing-bit": 0,
+        "count-drift": 2,
+        "out-of-range": 0,
+        "log-gap": 0,
+    }
+    table = await verify()
+    assert table.exit_code == 1 and "--repair fixes what it can" in table.stdout
+    repaired = await verify("--repair")
+    assert repaired.exit_code == 0 and "every finding repaired" in repaired.stdout
+    assert (await verify()).exit_code == 0
