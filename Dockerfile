@@ -1,5 +1,8 @@
 FROM python:3.11-slim
 WORKDIR /app
+# nft: the reference agent programs the node's nftables with it.
+RUN apt-get update && apt-get install -y --no-install-recommends nftables \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY allocator ./allocator
 COPY migrations ./migrations
