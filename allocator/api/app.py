@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.metrics = Metrics()
+    # Open watch streams, as the feed's tailer counts them (0 before it starts).
+    app.state.metrics.watchers.set_function(
+        lambda: getattr(getattr(app.state, "tailer", None), "watchers", 0)
+    )
     # Outermost: the request id and the log line cover every other middleware's answers too.
     app.add_middleware(RequestLog, metrics=app.state.metrics)
     # Each route of ranges and allocations names the permission it needs; the feed only reads.

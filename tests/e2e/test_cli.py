@@ -3,6 +3,7 @@ server process, and ``verify`` against the database."""
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -166,3 +167,21 @@ async def test_verify_finds_then_repairs(engine: AsyncEngine, database_url: str)
     repaired = await verify("--repair")
     assert repaired.exit_code == 0 and "every finding repaired" in repaired.stdout
     assert (await verify()).exit_code == 0
+
+
+def test_open_watch_streams_are_counted(server: str) -> None:
+    def watchers() -> str:
+        text = httpx.get(f"{server}/metrics").text
+        return next(line for line in text.splitlines() if line.startswith("allocator_watchers "))
+
+    def eventually(expected: str) -> None:
+        deadline = time.monotonic() + 10
+        while watchers() != expected:
+            assert time.monotonic() < deadline, f"never {expected}"
+            time.sleep(0.05)
+
+    assert watchers() == "allocator_watchers 0.0"
+    with httpx.stream("GET", f"{server}/v1/watch", timeout=10) as stream:
+        assert stream.status_code == 200
+        eventually("allocator_watchers 1.0")
+    eventually("allocator_watchers 0.0")
