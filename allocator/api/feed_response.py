@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable
 
+import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
@@ -25,15 +26,16 @@ class FeedResponse(StreamingResponse):
         stream: AsyncGenerator[list[Frame]],
         wire: Wire,
         send_timeout: float,
-        headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self._stream = stream
         self._send_timeout = send_timeout
+        self._on_close = on_close
         self._chunks = (b"".join(frame.on(wire) for frame in frames) async for frames in stream)
         super().__init__(
             self._chunks,
             media_type=NDJSON if wire == "ndjson" else SSE,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def stream_response(self, send: Send) -> None:
@@ -44,13 +46,19 @@ class FeedResponse(StreamingResponse):
             async for chunk in self.body_iterator:
                 message = {"type": "http.response.body", "body": chunk, "more_body": True}
                 try:
-                    await asyncio.wait_for(send(message), self._send_timeout)
+                    async with asyncio.timeout(self._send_timeout):
+                        await send(message)
                 except TimeoutError:
                     # Returning without the last message makes the server close the connection.
                     log.info("a watcher read nothing for %.0f s: dropped", self._send_timeout)
                     return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            # Release the subscription (or the snapshot's transaction) now, not at collection.
-            await self._chunks.aclose()
-            await self._stream.aclose()
+            # Release the subscription (or the snapshot's transaction) now, not at collection;
+            # shielded, because a client that went away cancels this task.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._chunks.aclose()
+                    await self._stream.aclose()
+                finally:
+                    self._on_close()

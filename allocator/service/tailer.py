@@ -87,7 +87,10 @@ class Subscription:
         """Return what waits, waiting up to ``wait`` seconds for something (maybe nothing)."""
         if not self._pending and self.problem is None and not self.finished:
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                # asyncio.timeout, not wait_for: no task per wait (it counts at many watchers),
+                # and a cancellation is never lost.
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             except TimeoutError:
                 return []
         self._wake.clear()
@@ -127,14 +130,23 @@ class Tailer:
         bounds, _ = await run(self._engine, lambda c: read_after(c, 0, 0), read_only=True)
         self._restart(bounds)
         self.started.set()
+        failing = False
         while True:
             self._wake.clear()
             try:
                 await self._read_new()
-            except Exception as exc:  # the database may be away; keep polling
-                log.warning("reading the event log failed: %s", exc)
+                if failing:
+                    log.warning("reading the event log works again")
+                failing = False
+            except Exception as exc:  # the database may be away; keep polling, log once
+                if not failing:
+                    log.warning("reading the event log failed (retrying): %s", exc)
+                failing = True
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation that stops this loop, when the wait ends at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
 
     def attach(self, after: int, limit: int) -> tuple[list[Frame], Subscription] | None:
         """Subscribe a watcher that has seen every revision up to ``after``.

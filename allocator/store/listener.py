@@ -78,7 +78,8 @@ class Listener:
             self._on_notify()
             while not connection.is_closed():
                 try:
-                    await asyncio.wait_for(closed.wait(), PING_SECONDS)
+                    async with asyncio.timeout(PING_SECONDS):  # not wait_for: see Tailer.run
+                        await closed.wait()
                 except TimeoutError:
                     await connection.fetchval("SELECT 1", timeout=self._connect_timeout)
             log.warning("event listener connection closed; reconnecting")

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from allocator.api.deps import EngineDep
 from allocator.api.feed_response import FeedResponse
+from allocator.api.limits import WatchLeaseDep
 from allocator.domain.errors import InvalidRequest
 from allocator.service import events
 from allocator.service.frame import NDJSON, SSE, Wire
@@ -42,6 +43,7 @@ async def list_events(
 async def watch(
     request: Request,
     engine: EngineDep,
+    lease: WatchLeaseDep,
     since: Revision = None,
     initial: bool = False,
     accept: Annotated[str, Header()] = NDJSON,
@@ -54,16 +56,20 @@ async def watch(
     live events from the current head on.
     """
     wire: Wire = "sse" if SSE in accept else "ndjson"
-    if last_event_id is not None:
-        since, initial = _revision(last_event_id), False
-    elif since is not None and initial:
-        raise InvalidRequest("give either since or initial=true, not both", field="initial")
-    elif since is None and not initial:
-        since = (await events.head_of(engine)).head
     tailer: Tailer = request.app.state.tailer
     options: WatchOptions = request.app.state.watch_options
-    stream = await open_watch(engine, tailer, since, options)
-    return FeedResponse(stream, wire, request.app.state.watch_send_timeout)
+    try:  # a refusal gives the watch slot back at once; a stream keeps it until it ends
+        if last_event_id is not None:
+            since, initial = _revision(last_event_id), False
+        elif since is not None and initial:
+            raise InvalidRequest("give either since or initial=true, not both", field="initial")
+        elif since is None and not initial:
+            since = (await events.head_of(engine)).head
+        stream = await open_watch(engine, tailer, since, options)
+    except BaseException:
+        lease.release()
+        raise
+    return FeedResponse(stream, wire, request.app.state.watch_send_timeout, on_close=lease.release)
 
 
 def _revision(text: str) -> int:
