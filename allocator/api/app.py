@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from allocator import __version__
 from allocator.api import openapi, problems
 from allocator.api.auth import Authenticator, Reads
+from allocator.api.deps import KnownQuery
 from allocator.api.feed import running_feed
 from allocator.api.limits import BodyLimit, WatchLimiter
 from allocator.api.metrics import Metrics
@@ -69,9 +70,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     # Outermost: the request id and the log line cover every other middleware's answers too.
     app.add_middleware(RequestLog, metrics=app.state.metrics)
     # Each route of ranges and allocations names the permission it needs; the feed only reads.
-    app.include_router(ranges.router, responses=openapi.COMMON)
-    app.include_router(allocations.router, responses=openapi.COMMON)
-    app.include_router(events.router, dependencies=[Reads], responses=openapi.COMMON)
+    app.include_router(ranges.router, dependencies=[KnownQuery], responses=openapi.COMMON)
+    app.include_router(allocations.router, dependencies=[KnownQuery], responses=openapi.COMMON)
+    app.include_router(
+        events.router,
+        dependencies=[Reads, KnownQuery],
+        responses={**openapi.COMMON, **openapi.problems(410, 429)},
+    )
     app.include_router(health.router)  # probes need no token
     app.include_router(occupancy.router, responses=openapi.COMMON)
     app.include_router(metrics_routes.router)  # scraped like the probes, without a token

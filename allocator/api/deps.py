@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from allocator.domain.errors import UnsupportedMediaType
+from allocator.domain.errors import InvalidRequest, UnsupportedMediaType
 
 
 # Dependencies are async although they await nothing: FastAPI runs a sync one in a worker
@@ -38,3 +39,34 @@ async def require_json(request: Request) -> None:
 
 
 JsonBody = Depends(require_json)
+
+
+_query_names: dict[int, frozenset[str]] = {}
+"""The query parameters of each route (routes live as long as the app): computed once."""
+
+
+def _query_params_of(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_params_of(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not define (422), as unknown body fields are: a
+    misspelt ``ownr=`` must not silently widen a release or a listing to everything."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known = _query_names.get(id(route))
+    if known is None:
+        known = _query_names[id(route)] = frozenset(_query_params_of(route.dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown query parameter {unknown[0]!r} (known: {', '.join(sorted(known)) or 'none'})",
+            field=unknown[0],
+        )
+
+
+KnownQuery = Depends(reject_unknown_query)

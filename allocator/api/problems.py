@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from allocator.domain import errors
 
@@ -62,6 +63,20 @@ def problem_response(
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """Return the ``Allow`` header of a 405: the methods of every route of the path.
+
+    Starlette names only the methods of the first route that matched the path, but a path such
+    as /v1/ranges is served by one route per method.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI, retry_after_seconds: int) -> None:
     """Register the exception handlers that turn every failure into a problem document."""
 
@@ -96,8 +111,24 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
         slug = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
             exc.status_code, "http-error"
         )
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's answer to a body it could not decode (bytes that are not UTF-8, JSON
+            # nested deeper than the parser goes): the request is invalid, like any bad JSON.
+            detail = f"the body could not be read as JSON ({type(exc.__cause__).__name__})"
+            return problem_response(
+                problem(
+                    422,
+                    "invalid-request",
+                    "Invalid request",
+                    detail,
+                    errors=[{"field": "body", "message": detail}],
+                )
+            )
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return problem_response(
-            problem(exc.status_code, slug, str(exc.detail), str(exc.detail)), exc.headers
+            problem(exc.status_code, slug, str(exc.detail), str(exc.detail)), headers
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:

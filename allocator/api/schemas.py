@@ -16,6 +16,9 @@ FamilyName = Literal["IPv4", "IPv6"]
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 ADDRESS_PATTERN = r"^[0-9A-Fa-f:.]{2,45}$"
 CIDR_PATTERN = r"^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Owners and names looked up (not created) in queries and paths: no control characters, which
+no stored owner or name has and Postgres text cannot always hold (NUL)."""
 
 
 class RangeCreate(BaseModel):
@@ -54,7 +57,7 @@ class AllocationCreate(BaseModel):
     ip: str | None = Field(
         default=None, max_length=64, pattern=ADDRESS_PATTERN, examples=["10.96.0.10"]
     )
-    range: str | None = Field(default=None, min_length=1, max_length=63)
+    range: str | None = Field(default=None, min_length=1, max_length=63, pattern=TEXT_PATTERN)
     family: FamilyName | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -12,6 +12,7 @@ from allocator.api.auth import Allocates, Reads
 from allocator.api.deps import EngineDep, JsonBody, json_response
 from allocator.api.openapi import problems
 from allocator.api.schemas import (
+    TEXT_PATTERN,
     AllocationCreate,
     AllocationList,
     AllocationRead,
@@ -24,7 +25,7 @@ from allocator.service.allocations import AllocationRequest
 
 router = APIRouter(prefix="/v1/allocations", tags=["allocations"])
 
-Owner = Annotated[str | None, Query(min_length=1, max_length=253)]
+Owner = Annotated[str | None, Query(min_length=1, max_length=253, pattern=TEXT_PATTERN)]
 
 
 @router.post(
@@ -52,7 +53,7 @@ async def allocate(body: AllocationCreate, engine: EngineDep, http: Request) -> 
 @router.get("", response_model=AllocationList, dependencies=[Reads], responses=problems(404))
 async def list_allocations(
     engine: EngineDep,
-    range: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    range: Annotated[str | None, Query(min_length=1, max_length=63, pattern=TEXT_PATTERN)] = None,
     owner: Owner = None,
     family: FamilyName | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
@@ -89,7 +90,9 @@ async def release(ip: str, engine: EngineDep, http: Request, owner: Owner = None
 
 @router.delete("", response_model=Released, dependencies=[Allocates])
 async def release_owner(
-    engine: EngineDep, http: Request, owner: Annotated[str, Query(min_length=1, max_length=253)]
+    engine: EngineDep,
+    http: Request,
+    owner: Annotated[str, Query(min_length=1, max_length=253, pattern=TEXT_PATTERN)],
 ) -> Response:
     released = await observed.release_owner(http, engine, owner)
     return json_response({"released": [a.document() for a in released]})

@@ -9,12 +9,12 @@ from allocator.api import observed
 from allocator.api.auth import Administers, Reads
 from allocator.api.deps import EngineDep, JsonBody, json_response
 from allocator.api.openapi import problems
-from allocator.api.schemas import RangeCreate, RangeList, RangeRead
+from allocator.api.schemas import TEXT_PATTERN, RangeCreate, RangeList, RangeRead
 from allocator.service import ranges
 
 router = APIRouter(prefix="/v1/ranges", tags=["ranges"])
 
-RangeName = Path(min_length=1, max_length=63)
+RangeName = Path(min_length=1, max_length=63, pattern=TEXT_PATTERN)
 
 
 @router.post(
