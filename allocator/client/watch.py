@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 import httpx
 import orjson
@@ -200,21 +200,23 @@ def _decode(line: str) -> Event | None:
     return event
 
 
-def _timeout(read_timeout: float) -> httpx.Timeout:
-    return httpx.Timeout(10.0, read=read_timeout)
+HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
 
 
-class Watch:
-    """Blocking list+watch; iterate it for events, read ``state`` for the state (see module).
+class _Follower(Generic[HttpClient]):
+    """What the blocking and the asyncio watch share: the connection, the cursor, the backoff.
 
+    ``server``: a base URL (the watch opens and closes its own connection) or an httpx client.
     ``since``: resume after that revision instead of listing; ``initial=False`` (without
     ``since``): start with the live events at the server's head; ``cursor``: carry on from
     another watch's position and state (for instance on another replica).
     """
 
+    _client_class: type[HttpClient]
+
     def __init__(
         self,
-        server: str | httpx.Client,
+        server: str | HttpClient,
         *,
         since: int | None = None,
         initial: bool = True,
@@ -222,22 +224,30 @@ class Watch:
         backoff: Backoff | None = None,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
-        self._http = httpx.Client(base_url=server) if isinstance(server, str) else server
         self._owns_http = isinstance(server, str)
+        self._http: HttpClient = (
+            self._client_class(base_url=server) if isinstance(server, str) else server
+        )
         self.cursor = cursor or Cursor(revision=since, initial=initial)
         self._backoff = backoff or Backoff()
-        self._timeout = _timeout(read_timeout)
+        self._timeout = httpx.Timeout(10.0, read=read_timeout)
         self._lock = threading.Lock()
 
     @property
     def state(self) -> FeedState:
-        """The state (views; from another thread, prefer ``snapshot()``)."""
+        """The state (live views; from another thread, prefer ``snapshot()``)."""
         return self.cursor.state
 
     def snapshot(self) -> FeedState:
         """A copy of the state, safe to read from any thread while the watch goes on."""
         with self._lock:
             return self.cursor.snapshot()
+
+
+class Watch(_Follower[httpx.Client]):
+    """Blocking list+watch; iterate it for events, read ``state`` (see the module)."""
+
+    _client_class = httpx.Client
 
     def close(self) -> None:
         if self._owns_http:
@@ -265,29 +275,10 @@ class Watch:
             time.sleep(self._backoff.next_delay())
 
 
-class AsyncWatch:
-    """asyncio list+watch; ``async for`` it for events, read ``state`` (see module and
-    ``Watch`` for the arguments)."""
+class AsyncWatch(_Follower[httpx.AsyncClient]):
+    """asyncio list+watch; ``async for`` it for events, read ``state`` (see the module)."""
 
-    def __init__(
-        self,
-        server: str | httpx.AsyncClient,
-        *,
-        since: int | None = None,
-        initial: bool = True,
-        cursor: Cursor | None = None,
-        backoff: Backoff | None = None,
-        read_timeout: float = READ_TIMEOUT,
-    ) -> None:
-        self._http = httpx.AsyncClient(base_url=server) if isinstance(server, str) else server
-        self._owns_http = isinstance(server, str)
-        self.cursor = cursor or Cursor(revision=since, initial=initial)
-        self._backoff = backoff or Backoff()
-        self._timeout = _timeout(read_timeout)
-
-    @property
-    def state(self) -> FeedState:
-        return self.cursor.state
+    _client_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -219,3 +219,50 @@ async def test_soak_watchers_over_two_replicas_see_the_log_exactly(
 @pytest.mark.slow
 async def test_long_soak(engine: AsyncEngine, database_url: str) -> None:
     await soak(engine, database_url, 90)
+
+
+async def test_a_restarted_server_serves_a_resumed_watch_from_the_database(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """A small memory window, so a resume reads the database first and then joins the live
+    stream; and a server that stops ends its streams instead of waiting for them."""
+    env = {"ALLOCATOR_FEED_WINDOW": "5"}
+    with running_server(database_url, **env) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            await http.post("/v1/ranges", json={"name": "r", "cidr": "10.1.0.0/24"})
+            watch = AsyncWatch(base, backoff=Backoff(first=0.05, cap=0.2))
+            async with asyncio.timeout(20):
+                async for event in watch:
+                    if event.get("initial_end"):
+                        break
+            for n in range(20):
+                await http.post("/v1/allocations", json={"owner": f"before-{n}"})
+        stopping = time.monotonic()
+        # (the server process is stopped here, with the watch's connection still open)
+    assert time.monotonic() - stopping < 8, "stopping did not wait for the watcher"
+    await watch.aclose()
+    async with engine.connect() as connection:  # written while no server runs
+        geometry = ServiceRange.of(netaddr.IPNetwork("10.2.0.0/24"))
+        await connection.begin()
+        await ranges.add(connection, "offline", geometry, datetime.now(UTC))
+        await connection.commit()
+    with running_server(database_url, **env) as restarted:
+        async with httpx.AsyncClient(base_url=restarted, timeout=30) as http:
+            resumed = AsyncWatch(restarted, cursor=watch.cursor)
+            seen: list[dict[str, object]] = []
+            writer = asyncio.gather(
+                *(http.post("/v1/allocations", json={"owner": f"after-{n}"}) for n in range(10))
+            )
+            async with asyncio.timeout(30):
+                async for event in resumed:
+                    if event["type"] != "BOOKMARK":
+                        seen.append(dict(event))
+                    if writer.done() and (resumed.cursor.revision or 0) >= await head(engine):
+                        break
+            await writer
+            await resumed.aclose()
+    assert seen == await database_log(engine, 1), "every event after the list, once, in order"
+    assert {ip: a["owner"] for ip, a in resumed.state.allocations.items()} == (
+        await allocations_table(engine)
+    )
+    assert set(resumed.state.ranges) == {"r", "offline"}
