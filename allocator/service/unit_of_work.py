@@ -55,6 +55,7 @@ class UnitOfWork:
     def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self._engine = engine
         self._read_only = read_only
+        self._committing = False
         self._committed = False
 
     async def __aenter__(self) -> Self:
@@ -73,8 +74,23 @@ class UnitOfWork:
         return self
 
     async def commit(self) -> None:
+        self._committing = True
         await self.connection.commit()
         self._committed = True
+
+    def lost_connection_before_commit(self, error: Unavailable) -> bool:
+        """Whether ``error`` is a connection found dead before COMMIT was sent.
+
+        After a database restart every pooled connection is dead; SQLAlchemy notices on first
+        use and discards the whole pool. A transaction whose connection died before COMMIT has
+        certainly not committed, so it can run again on a fresh connection, and the first
+        request after an outage need not fail. A connection lost during COMMIT leaves the
+        outcome unknown: that one is reported (503), never retried blindly.
+        """
+        cause = error.__cause__
+        return (
+            not self._committing and isinstance(cause, DBAPIError) and cause.connection_invalidated
+        )
 
     async def __aexit__(
         self,
@@ -99,14 +115,21 @@ async def run(
     """Run ``work`` in a transaction and commit; run it again if it lost a race (see RACE_STATES).
 
     Raises what ``work`` raises, Unavailable when the database cannot serve, and the last race
-    error when every attempt lost one.
+    error when every attempt lost one. A pooled connection that turns out dead before COMMIT
+    (the database restarted since it was opened) is replaced once, transparently.
     """
+    reconnected = False
     for attempt in range(ATTEMPTS):
+        uow = UnitOfWork(engine, read_only=read_only)
         try:
-            async with UnitOfWork(engine, read_only=read_only) as uow:
+            async with uow:
                 result = await work(uow.connection)
                 await uow.commit()
                 return result
+        except Unavailable as exc:
+            if reconnected or not uow.lost_connection_before_commit(exc):
+                raise
+            reconnected = True  # once: a database still down fails the fresh connection fast
         except DBAPIError as exc:
             if sqlstate(exc) not in RACE_STATES or attempt == ATTEMPTS - 1:
                 raise
