@@ -67,14 +67,25 @@ def allowed_methods(request: Request) -> str:
     """Return the ``Allow`` header of a 405: the methods of every route of the path.
 
     Starlette names only the methods of the first route that matched the path, but a path such
-    as /v1/ranges is served by one route per method.
+    as /v1/ranges is served by one route per method (in routers nested in the app's).
     """
+    return ", ".join(sorted(_methods(request.app.router.routes, {**request.scope})))
+
+
+def _methods(routes: list[Any], scope: dict[str, Any]) -> set[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
-        if match is not Match.NONE:
+    for route in routes:
+        match, child_scope = route.matches({**scope, "method": "OPTIONS"})
+        if match is Match.NONE:
+            continue
+        # Included routers: FastAPI's own (effective_candidates) or Starlette's (Mount.routes).
+        candidates = getattr(route, "effective_candidates", None)
+        nested = candidates() if callable(candidates) else getattr(route, "routes", None)
+        if nested:
+            methods |= _methods(nested, {**scope, **child_scope})
+        else:
             methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    return methods
 
 
 def install(app: FastAPI, retry_after_seconds: int) -> None:

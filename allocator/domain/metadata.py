@@ -8,6 +8,7 @@ surrogates) is refused here too, rather than by the database as an error of ours
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -31,6 +32,9 @@ def check_metadata(metadata: dict[str, Any]) -> None:
                 stack.extend((key, depth) for key in value)
         elif isinstance(value, str) and "\x00" in value:
             raise ValueError("metadata may not contain the NUL character")
+        elif isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or Infinity; stored, they would come back as null.
+            raise ValueError("metadata numbers must be finite (no NaN or Infinity)")
     try:
         size = len(orjson.dumps(metadata))
     except orjson.JSONEncodeError as exc:  # lone surrogates, numbers out of range
