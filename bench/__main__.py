@@ -43,12 +43,15 @@ class Plan:
     samples: int
     fill_cidr: str
     size_allocations: int
+    pool_size: int
+    """Connections per engine and per server process. The quick run shares a Postgres with test
+    runs (``max_connections`` is often 100), so it keeps fewer."""
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000)
-        return cls(3.0, 0.5, 4, 5.0, 400, "10.34.0.0/16", 100_000)
+            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8)
+        return cls(3.0, 0.5, 4, 5.0, 400, "10.34.0.0/16", 100_000, Settings().pool_size)
 
 
 def http_variants() -> dict[str, tuple[int, dict[str, str]]]:
@@ -72,7 +75,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = database.base_url(args.database_url)
     async with database.fresh_database(base) as dsn:
         admin = await asyncpg.connect(dsn)
-        settings = Settings(database_url=dsn)
+        settings = Settings(database_url=dsn, pool_size=plan.pool_size)
         engine = create_engine(dsn, settings)
         try:
             await migration.upgrade(engine)
@@ -96,7 +99,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             main_name = next(iter(variants))
             for name, (workers, env) in variants.items():
                 say(f"throughput: {name}")
-                with server.running(dsn, workers, **env) as srv:
+                pool = {"ALLOCATOR_POOL_SIZE": str(plan.pool_size)}
+                with server.running(dsn, workers, **pool, **env) as srv:
                     clients = scenarios.HttpClients(srv.url)
                     try:
                         throughput[name] = await scenarios.throughput(
@@ -133,6 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     reset, CLIENTS, plan.seconds, plan.warmup,
                 )  # fmt: skip
             results["throughput"] = throughput
+            await engine.dispose()  # its connections stay closed unless used again
             single = throughput[main_name][0]
             results["latency"] = {
                 "HTTP, 1 client, closed loop": single,
@@ -170,7 +175,7 @@ def service_variants(engine: Any) -> dict[str, Callable[[Any], Awaitable[Any]]]:
 
 
 async def measure_size(dsn: str, plan: Plan) -> dict[str, Any]:
-    engine = create_engine(dsn, Settings(database_url=dsn))
+    engine = create_engine(dsn, Settings(database_url=dsn, pool_size=plan.pool_size))
     admin = await asyncpg.connect(dsn)
     try:
         await migration.upgrade(engine)
