@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from allocator.cli.watch import DEFAULT_SERVER, ServerOption
+from allocator.cli.remote import DEFAULT_SERVER, ServerOption
 
 
 def agent(

@@ -7,14 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
+from allocator.cli.output import EXIT_REFUSED, fail
+from allocator.cli.remote import DEFAULT_SERVER, ServerOption
 from allocator.client.errors import ProblemError
 from allocator.client.watch import Event, Watch
-
-DEFAULT_SERVER = "http://127.0.0.1:8080"
-
-ServerOption = Annotated[
-    str, typer.Option("--server", envvar="ALLOCATOR_URL", help="Base URL of the allocator.")
-]
 
 
 def row(event: Event) -> str | None:
@@ -51,7 +47,7 @@ def watch(
     """Print the event feed as it arrives (live events from now on, unless --since or --initial).
 
     It reconnects and resumes by itself; with -o json every event, bookmarks included, is
-    printed as one JSON line.
+    printed as one JSON line. The token is ALLOCATOR_TOKEN's, when the server wants one.
     """
     if since is not None and initial:
         raise typer.BadParameter("give --since or --initial, not both")
@@ -68,9 +64,8 @@ def watch(
             if line is not None:
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
-    except ProblemError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    except ProblemError as refused:
+        fail(f"{refused.detail} ({refused.status} {refused.type})", EXIT_REFUSED)
     except KeyboardInterrupt:
         pass
     finally:

@@ -37,6 +37,7 @@ import httpx
 import orjson
 
 from allocator.client.calls import Call
+from allocator.client.connection import Verify, http_options
 from allocator.client.errors import ProblemError
 from allocator.client.models import Allocation, Range
 
@@ -206,7 +207,8 @@ HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
 class _Follower(Generic[HttpClient]):
     """What the blocking and the asyncio watch share: the connection, the cursor, the backoff.
 
-    ``server``: a base URL (the watch opens and closes its own connection) or an httpx client.
+    ``server``: a base URL (the watch opens and closes its own connection, with ``token`` and
+    ``verify``, by default from ``ALLOCATOR_TOKEN`` and ``ALLOCATOR_CA_FILE``) or an httpx client.
     ``since``: resume after that revision instead of listing; ``initial=False`` (without
     ``since``): start with the live events at the server's head; ``cursor``: carry on from
     another watch's position and state (for instance on another replica).
@@ -223,10 +225,14 @@ class _Follower(Generic[HttpClient]):
         cursor: Cursor | None = None,
         backoff: Backoff | None = None,
         read_timeout: float = READ_TIMEOUT,
+        token: str | None = None,
+        verify: Verify = None,
     ) -> None:
         self._owns_http = isinstance(server, str)
         self._http: HttpClient = (
-            self._client_class(base_url=server) if isinstance(server, str) else server
+            self._client_class(base_url=server, **http_options(token, verify))
+            if isinstance(server, str)
+            else server
         )
         self.cursor = cursor or Cursor(revision=since, initial=initial)
         self._backoff = backoff or Backoff()

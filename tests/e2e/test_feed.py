@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import netaddr
 import orjson
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from allocator.client.errors import ProblemError
 from allocator.client.watch import AsyncWatch
 from allocator.domain.range import ServiceRange
+from allocator.domain.token import Role, new_token, record_for
 from allocator.store import ranges
+from allocator.store.token_file import append_record
 from tests.e2e.feed import allocations_table, database_log, head, watching
 from tests.e2e.server import running_server
 
@@ -229,3 +234,28 @@ async def test_compacted_revisions_answer_410_and_the_client_lists_again(
                 await allocations_table(engine)
             )
             assert list(state.ranges) == ["r"]
+
+
+async def test_the_watch_sends_its_token_and_a_refusal_is_raised_not_retried(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    reader = new_token()
+    append_record(tmp_path / "tokens", record_for(reader, "agent", Role.READER))
+    with running_server(database_url, ALLOCATOR_TOKENS_FILE=str(tmp_path / "tokens")) as base:
+        watch = AsyncWatch(base, token=reader)
+        async with asyncio.timeout(20):
+            async for event in watch:
+                if event.get("initial_end"):
+                    break
+        await watch.aclose()
+        assert watch.state.revision == 0
+        anonymous = AsyncWatch(base, token="")
+
+        async def follow() -> None:
+            async for _ in anonymous:
+                pass
+
+        with pytest.raises(ProblemError) as refused:
+            await asyncio.wait_for(follow(), 20)
+        await anonymous.aclose()
+        assert refused.value.status == 401
