@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from allocator.cli import agent, allocations, ip, ranges, token, verify, watch
+from allocator.cli.credentials import CaFileOption, TokenFileOption, TokenOption, use_credentials
 from allocator.cli.database import database as _database
 from allocator.cli.security import check_exposure, tls_options
 from allocator.settings import Settings
@@ -21,6 +22,16 @@ app.add_typer(db_app, name="db")
 app.command("watch")(watch.watch)
 app.command("agent")(agent.agent)
 app.add_typer(token.app, name="token")
+
+
+@app.callback()
+def credentials(
+    token: TokenOption = None, token_file: TokenFileOption = None, ca_file: CaFileOption = None
+) -> None:
+    """The ClusterIP allocator."""
+    use_credentials(token, token_file, ca_file)
+
+
 app.add_typer(ranges.app, name="ranges")
 app.add_typer(ip.app, name="ip")
 app.add_typer(allocations.app, name="allocations")

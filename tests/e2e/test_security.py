@@ -18,7 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from typer.testing import CliRunner
 
+from allocator.cli.main import app as cli
 from allocator.client import AllocatorClient, ProblemError, ServerUnreachable
 from allocator.domain.token import Role, new_token, record_for
 from allocator.store.token_file import append_record
@@ -179,6 +181,25 @@ def test_tls_with_a_private_ca(
             assert refused.value.status == 403
         with AllocatorClient(url, token=token) as untrusting, pytest.raises(ServerUnreachable):
             untrusting.list_ranges()  # the system trust store does not know the test CA
+        # The admin CLI: global --token-file and --ca-file (which set the variables below for
+        # the process; monkeypatch restores them afterwards).
+        monkeypatch.setenv("ALLOCATOR_TOKEN", "")
+        monkeypatch.setenv("ALLOCATOR_CA_FILE", "")
+        (tmp_path / "token").write_text(token + "\n")
+        listed = CliRunner().invoke(
+            cli,
+            [
+                "--token-file",
+                str(tmp_path / "token"),
+                "--ca-file",
+                str(ca),
+                "ranges",
+                "list",
+                "--server",
+                url,
+            ],
+        )
+        assert listed.exit_code == 0, listed.output
         # The CLI and the agent configure the client from the environment.
         monkeypatch.setenv("ALLOCATOR_CA_FILE", str(ca))
         monkeypatch.setenv("ALLOCATOR_TOKEN", token)
