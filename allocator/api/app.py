@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from allocator import __version__
 from allocator.api import openapi, problems
-from allocator.api.auth import Authenticator, Reads
+from allocator.api.auth import Authenticator, Reads, audit
 from allocator.api.deps import KnownQuery
 from allocator.api.feed import running_feed
 from allocator.api.limits import BodyLimit, WatchLimiter
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     problems.install(app, settings.retry_after_seconds)
     openapi.install(app)
     app.state.authenticator = Authenticator.from_settings(settings)
+    audit(logging.getLogger("allocator.change"))  # each change line names its principal
     app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.metrics = Metrics()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -62,6 +63,29 @@ class Authenticator:
         return principal
 
 
+current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
+"""Who made the request being served (set by the auth dependency)."""
+
+
+class PrincipalFilter(logging.Filter):
+    """Adds ``principal`` and ``role`` to every record logged while serving a request: on the
+    loggers of state changes this makes each change line an audit line (who, request id, what,
+    revision)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        principal = current_principal.get()
+        if principal is not None and not hasattr(record, "principal"):
+            record.principal = principal.name
+            record.role = str(principal.role)
+        return True
+
+
+def audit(logger: logging.Logger) -> None:
+    """Make ``logger``'s records name the principal (once per logger)."""
+    if not any(isinstance(f, PrincipalFilter) for f in logger.filters):
+        logger.addFilter(PrincipalFilter())
+
+
 def authorize(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     """Return the dependency that admits principals holding ``permission``."""
 
@@ -74,6 +98,7 @@ def authorize(permission: Permission) -> Callable[..., Awaitable[Principal]]:
         authenticator: Authenticator = request.app.state.authenticator
         principal = authenticator.principal(credentials)
         request.state.principal = principal
+        current_principal.set(principal)  # the route runs in this task: its logs see it
         if not principal.may(permission):
             raise Forbidden(
                 f"token {principal.name!r} (role {principal.role}) may not {permission}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -139,3 +140,25 @@ def test_openapi_declares_the_bearer_scheme_and_problem_responses(
     for status in ("401", "403", "404", "409", "413", "415", "422", "503"):
         assert "application/problem+json" in allocate["responses"][status]["content"], status
     assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+async def test_each_change_is_logged_with_its_principal_request_id_and_revision(
+    secured: httpx.AsyncClient, tokens: dict[Role, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="allocator.change")
+    admin, allocator = bearer(tokens[Role.ADMIN]), bearer(tokens[Role.ALLOCATOR])
+    await secured.post("/v1/ranges", json={"name": "r", "cidr": "10.0.0.0/24"}, headers=admin)
+    created = await secured.post(
+        "/v1/allocations",
+        json={"owner": "svc"},
+        headers={**allocator, "X-Request-ID": "audit-1"},
+    )
+    assert created.status_code == 201
+    changes = [r for r in caplog.records if r.name == "allocator.change"]
+    assert [(r.principal, r.role) for r in changes] == [  # type: ignore[attr-defined]
+        ("admin-token", "admin"),
+        ("allocator-token", "allocator"),
+    ]
+    allocated = changes[1]
+    assert allocated.request_id == "audit-1"  # type: ignore[attr-defined]
+    assert allocated.revision == created.json()["revision"]  # type: ignore[attr-defined]
