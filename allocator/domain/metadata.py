@@ -15,6 +15,7 @@ import orjson
 
 MAX_BYTES = 16_384
 MAX_DEPTH = 8
+LARGEST = 2**63 - 1
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:
@@ -35,6 +36,10 @@ def check_metadata(metadata: dict[str, Any]) -> None:
         elif isinstance(value, float) and not math.isfinite(value):
             # JSON has no NaN or Infinity; stored, they would come back as null.
             raise ValueError("metadata numbers must be finite (no NaN or Infinity)")
+        elif isinstance(value, int | float) and not -LARGEST <= value <= LARGEST:
+            # Postgres keeps 1e20 as the integer 100000000000000000000, which comes back too
+            # large to encode: a number must survive the round trip unchanged in range.
+            raise ValueError(f"metadata numbers must lie within ±{LARGEST} (64-bit)")
     try:
         size = len(orjson.dumps(metadata))
     except orjson.JSONEncodeError as exc:  # lone surrogates, numbers out of range

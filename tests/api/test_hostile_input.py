@@ -144,6 +144,9 @@ async def test_bodies_that_are_not_the_expected_json_get_422(
         ({"k": [[[[[[[[[1]]]]]]]]]}, "levels"),
         ({"nul": "a\x00b"}, "NUL"),
         ({"a\x00": 1}, "NUL"),
+        ({"big": 1e20}, "64-bit"),
+        ({"big": 2**63}, "64-bit"),
+        ({"small": -(2**63) - 1}, "64-bit"),
     ],
 )
 async def test_metadata_bounds(ranged: httpx.AsyncClient, metadata: dict, message: str) -> None:
@@ -250,3 +253,16 @@ async def test_watches_beyond_the_limit_are_429(engine: AsyncEngine, settings: S
             assert problem["limit"] == 1 and "retry-after" in refused.headers
         held.release()
         assert limiter.open_count("anonymous") == 0
+
+
+async def test_metadata_numbers_at_the_bounds_survive_the_round_trip(
+    ranged: httpx.AsyncClient,
+) -> None:
+    metadata = {"float": 9.2e18, "int": 2**63 - 1, "negative": -(2**63) + 1, "tiny": 1e-300}
+    created = await ranged.post("/v1/allocations", json={"owner": "a", "metadata": metadata})
+    assert created.status_code == 201, created.text
+    listed = await ranged.get("/v1/allocations")
+    assert listed.status_code == 200, listed.text
+    stored = listed.json()["items"][0]["metadata"]
+    assert stored["int"] == 2**63 - 1 and stored["negative"] == -(2**63) + 1
+    assert float(stored["float"]) == 9.2e18 and stored["tiny"] == 1e-300

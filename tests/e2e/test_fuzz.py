@@ -21,7 +21,7 @@ from allocator.settings import Settings
 from allocator.store.token_file import append_record
 from tests.e2e.server import running_server
 
-SHORT_EXAMPLES = 100
+SHORT_EXAMPLES = 150
 LONG_EXAMPLES = 1000
 sent = {"requests": 0}
 
@@ -51,7 +51,25 @@ CONFIG = schemathesis.Config.from_dict(
         "checks": {
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", "410", "422", "429"]
-            }
+            },
+            # A refusal of another kind (410 beyond the head) is a refusal too.
+            "negative_data_rejection": {
+                "expected-statuses": [
+                    "400",
+                    "401",
+                    "403",
+                    "404",
+                    "405",
+                    "406",
+                    "409",
+                    "410",
+                    "413",
+                    "415",
+                    "422",
+                    "428",
+                    "429",
+                ]
+            },
         }
     }
 )
