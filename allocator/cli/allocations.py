@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from allocator.cli.output import Format, OutputOption, emit
+from allocator.cli.output import FamilyOption, Format, OutputOption, emit
 from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
 
 app = typer.Typer(help="Allocations: who holds what.", no_args_is_help=True)
@@ -18,15 +18,17 @@ app = typer.Typer(help="Allocations: who holds what.", no_args_is_help=True)
 def list_allocations(
     range_name: Annotated[str | None, typer.Option("--range", help="Of this range.")] = None,
     owner: Annotated[str | None, typer.Option(help="Of this owner.")] = None,
-    family: Annotated[str | None, typer.Option(help="IPv4 or IPv6.")] = None,
+    family: FamilyOption = None,
     server: ServerOption = DEFAULT_SERVER,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Every matching allocation in address order (all pages)."""
-    if family is not None and family not in ("IPv4", "IPv6"):
-        raise typer.BadParameter("IPv4 or IPv6", param_hint="--family")
     with connected(server) as api:
-        items = list(api.iter_allocations(range=range_name, owner=owner, family=family))
+        items = list(
+            api.iter_allocations(
+                range=range_name, owner=owner, family=str(family) if family else None
+            )
+        )
 
     def table() -> Table | Text:
         if not items:

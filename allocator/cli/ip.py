@@ -8,7 +8,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from allocator.cli.output import Format, OutputOption, emit
+from allocator.cli.output import FamilyOption, Format, OutputOption, emit
 from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
 from allocator.client import AllocatorClient, ProblemError
 from allocator.client.models import Allocation
@@ -113,22 +113,20 @@ def allocate(
     owner: Annotated[str, typer.Option(help="Who holds it, e.g. namespace/name.")],
     ip: Annotated[str | None, typer.Option(help="This address (user-requested).")] = None,
     range_name: Annotated[str | None, typer.Option("--range", help="From this range.")] = None,
-    family: Annotated[str | None, typer.Option(help="IPv4 or IPv6.")] = None,
+    family: FamilyOption = None,
     metadata: Annotated[str | None, typer.Option(help="A JSON object kept with it.")] = None,
     server: ServerOption = DEFAULT_SERVER,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Allocate an address to OWNER: a random free one, or --ip. Asking again returns the one
     the owner already holds."""
-    if family is not None and family not in ("IPv4", "IPv6"):
-        raise typer.BadParameter("IPv4 or IPv6", param_hint="--family")
     body = metadata_object(metadata)
     with connected(server) as api:
         allocation = api.allocate(
             owner,
             ip=address(ip) if ip else None,
             range=range_name,
-            family=family,
+            family=str(family) if family else None,
             metadata=body,
         )
     emit(allocation, output, lambda: key_values(allocation_rows(allocation)))

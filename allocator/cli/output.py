@@ -26,6 +26,13 @@ class Format(enum.StrEnum):
     YAML = "yaml"
 
 
+class FamilyName(enum.StrEnum):
+    IPV4 = "IPv4"
+    IPV6 = "IPv6"
+
+
+FamilyOption = Annotated[FamilyName | None, typer.Option(help="IPv4 or IPv6.")]
+
 OutputOption = Annotated[
     Format, typer.Option("-o", "--output", help="table for people; json or yaml for scripts.")
 ]

@@ -126,6 +126,7 @@ def test_usage_errors_exit_2() -> None:
     assert run("ip", "allocate", "--owner", "a", "--metadata", "{").exit_code == 2
     assert run("ip", "show", "10.096.0.1").exit_code == 2
     assert run("ranges", "list", "-o", "xml").exit_code == 2
+    assert run("allocations", "list", "--family", "IPv5").exit_code == 2
 
 
 def test_an_unreachable_server_is_one_line() -> None:
