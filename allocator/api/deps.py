@@ -53,8 +53,9 @@ def _query_params_of(dependant: Dependant) -> set[str]:
 
 
 def reject_unknown_query(request: Request) -> None:
-    """Refuse query parameters the route does not define (422), as unknown body fields are: a
-    misspelt ``ownr=`` must not silently widen a release or a listing to everything."""
+    """Refuse query parameters the route does not define, and any given twice (422), as unknown
+    body fields are: a misspelt ``ownr=`` must not silently widen a release or a listing to
+    everything, nor ``owner=a&owner=b`` mean whichever one the framework keeps."""
     route = request.scope.get("route")
     if route is None or not request.query_params:
         return
@@ -66,6 +67,13 @@ def reject_unknown_query(request: Request) -> None:
         raise InvalidRequest(
             f"unknown query parameter {unknown[0]!r} (known: {', '.join(sorted(known)) or 'none'})",
             field=unknown[0],
+        )
+    if len(request.query_params.multi_items()) > len(request.query_params):
+        repeated = sorted(
+            k for k in request.query_params if len(request.query_params.getlist(k)) > 1
+        )
+        raise InvalidRequest(
+            f"query parameter {repeated[0]!r} is given more than once", field=repeated[0]
         )
 
 

@@ -171,6 +171,8 @@ async def test_unknown_fields_and_query_parameters_are_refused(ranged: httpx.Asy
     assert "ownr" in [e["field"] for e in assert_problem(body, 422, "invalid-request")["errors"]]
     query = await ranged.delete("/v1/allocations", params={"owner": "a", "ownr": "b"})
     assert "ownr" in assert_problem(query, 422, "invalid-request")["detail"]
+    twice = await ranged.delete("/v1/allocations", params=[("owner", "a"), ("owner", "b")])
+    assert "more than once" in assert_problem(twice, 422, "invalid-request")["detail"]
 
 
 @pytest.mark.parametrize(

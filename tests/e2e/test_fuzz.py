@@ -24,19 +24,20 @@ from tests.e2e.server import running_server
 SHORT_EXAMPLES = 150
 LONG_EXAMPLES = 1000
 sent = {"requests": 0}
+TOKEN = new_token()
+"""The fuzzer's admin token, known to schemathesis as the bearer credential of the schema's
+security scheme: requests that lack it on purpose are then its own negative cases."""
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real server process with tokens, seeded with one range per family."""
     tokens = tmp_path_factory.mktemp("fuzz") / "tokens"
-    token = new_token()
-    append_record(tokens, record_for(token, "fuzzer", Role.ADMIN))
+    append_record(tokens, record_for(TOKEN, "fuzzer", Role.ADMIN))
     with running_server(database_url, ALLOCATOR_TOKENS_FILE=str(tokens)) as url:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {TOKEN}"}
         for name, cidr in (("fuzz-v4", "10.200.0.0/16"), ("fuzz-v6", "fd00:200::/112")):
             httpx.post(f"{url}/v1/ranges", json={"name": name, "cidr": cidr}, headers=headers)
-        fuzz_server.token = token  # type: ignore[attr-defined]
         yield url
     print(f"\nschemathesis: {sent['requests']} requests sent", file=sys.stderr)
 
@@ -48,6 +49,7 @@ def fuzz_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
 # no range; a revision beyond the head is a valid integer but 410. Every other check runs as schemathesis defines it.
 CONFIG = schemathesis.Config.from_dict(
     {
+        "auth": {"openapi": {"HTTPBearer": {"bearer": TOKEN}}},
         "checks": {
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", "410", "422", "429"]
@@ -70,7 +72,7 @@ CONFIG = schemathesis.Config.from_dict(
                     "429",
                 ]
             },
-        }
+        },
     }
 )
 schema = schemathesis.openapi.from_dict(
@@ -80,10 +82,8 @@ schema = schemathesis.openapi.from_dict(
 
 
 def call(case: schemathesis.Case, url: str) -> None:
-    token = fuzz_server.token  # type: ignore[attr-defined]
-    response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"})
     sent["requests"] += 1
-    case.validate_response(response, headers={"Authorization": f"Bearer {token}"})
+    case.call_and_validate(base_url=url)
 
 
 @schema.parametrize()

@@ -204,7 +204,7 @@ def test_tls_with_a_private_ca(
         monkeypatch.setenv("ALLOCATOR_CA_FILE", str(ca))
         monkeypatch.setenv("ALLOCATOR_TOKEN", token)
         with AllocatorClient(url) as from_env:
-            assert from_env.list_allocations()["items"] == []
+            assert from_env.list_allocations()["revision"] >= 0
         monkeypatch.setenv("ALLOCATOR_TOKEN", "wrong")
         with AllocatorClient(url) as wrong, pytest.raises(ProblemError) as unauthorized:
             wrong.list_ranges()
