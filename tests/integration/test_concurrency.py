@@ -1,12 +1,14 @@
 """Concurrent clients, each with its own connection and transaction, against real Postgres."""
 
 import asyncio
+import contextlib
 import random
 
 import netaddr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from allocator.domain.address import Family
 from allocator.domain.errors import (
     IPAlreadyAllocated,
     IPNotAllocated,
@@ -17,7 +19,6 @@ from allocator.domain.errors import (
 )
 from allocator.domain.model import Allocation
 from allocator.service import ranges
-from allocator.domain.address import Family
 from allocator.service.allocations import AllocationRequest, allocate, release, release_owner
 from tests.integration.consistency import assert_consistent
 
@@ -175,10 +176,8 @@ async def test_dual_stack_owners_release_without_deadlocks(engine: AsyncEngine) 
         for attempt in range(6):
             owner = f"c{n}-{attempt}"
             for family in (Family.IPV4, Family.IPV6):
-                try:
+                with contextlib.suppress(RangeFull):
                     await allocate(engine, AllocationRequest(owner=owner, family=family))
-                except RangeFull:
-                    pass
             await release_owner(engine, owner)
 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
