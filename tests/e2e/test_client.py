@@ -47,5 +47,8 @@ def test_refusals_carry_the_problem_document(api: AllocatorClient) -> None:
 
 
 def test_unreachable_server_is_one_clear_error() -> None:
-    with AllocatorClient(f"http://127.0.0.1:{free_port()}", timeout=2) as client, pytest.raises(ServerUnreachable):
+    with (
+        AllocatorClient(f"http://127.0.0.1:{free_port()}", timeout=2) as client,
+        pytest.raises(ServerUnreachable),
+    ):
         client.list_ranges()
