@@ -22,7 +22,10 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, pool_size=40)
+    # Generous timeouts: on a loaded test machine a correct test must not fail for slowness.
+    return Settings(
+        database_url=database_url, pool_size=40, statement_timeout_ms=60_000, lock_timeout_ms=30_000
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ stays empty or a timed-out lock is ``Unavailable`` (503, retry later), never a s
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
@@ -26,6 +28,8 @@ UNAVAILABLE_STATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03", "53
 """Lock or statement timeout, server shutting down or starting, too many connections."""
 
 ATTEMPTS = 4
+RETRY_BACKOFF = 0.005
+"""Seconds: the upper bound of the random pause before the first retry, doubling after."""
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -114,8 +118,8 @@ async def run(
 ) -> T:
     """Run ``work`` in a transaction and commit; run it again if it lost a race (see RACE_STATES).
 
-    Raises what ``work`` raises, Unavailable when the database cannot serve, and the last race
-    error when every attempt lost one. A pooled connection that turns out dead before COMMIT
+    Raises what ``work`` raises, and Unavailable when the database cannot serve or every
+    attempt lost a race (a 503: the client retries later). A pooled connection that turns out dead before COMMIT
     (the database restarted since it was opened) is replaced once, transparently.
     """
     reconnected = False
@@ -131,6 +135,12 @@ async def run(
                 raise
             reconnected = True  # once: a database still down fails the fresh connection fast
         except DBAPIError as exc:
-            if sqlstate(exc) not in RACE_STATES or attempt == ATTEMPTS - 1:
+            if sqlstate(exc) not in RACE_STATES:
                 raise
+            if attempt == ATTEMPTS - 1:
+                raise Unavailable(
+                    f"the request lost {ATTEMPTS} races with concurrent writers in a row; retry"
+                ) from exc
+            # Racers that collided once would collide again in lockstep: spread them out.
+            await asyncio.sleep(random.uniform(0, RETRY_BACKOFF * 2**attempt))
     raise AssertionError("unreachable")
