@@ -10,7 +10,7 @@ from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from allocator.domain.errors import InvalidRequest, UnsupportedMediaType
+from allocator.domain.errors import InvalidRequest
 
 
 # Dependencies are async although they await nothing: FastAPI runs a sync one in a worker
@@ -29,12 +29,14 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 async def require_json(request: Request) -> None:
-    """Refuse a body that is not declared JSON (text, form data...) with 415, saying so: it
-    would otherwise fail validation with a message about the body's shape, not its type."""
+    """Refuse a body that is not declared JSON (text, form data...) as an invalid request that
+    says so: it would otherwise fail validation with a message about the body's shape, not its
+    type."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"send the body as JSON with Content-Type: application/json, not {media_type or 'no type'}"
+        raise InvalidRequest(
+            f"send the body as JSON with Content-Type: application/json, not {media_type or 'no type'}",
+            field="body",
         )
 
 

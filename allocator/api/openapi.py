@@ -1,7 +1,7 @@
 """The problem responses, declared in the OpenAPI schema as they are sent.
 
 Routes name the refusals of their own (``problems(404, 409)``); the refusals every ``/v1`` route
-can give (401, 403, 413, 415, 422, 503) are declared once per router in ``COMMON``. ``install``
+can give (401, 403, 413, 422, 503) are declared once per router in ``COMMON``. ``install``
 makes the schema say what the server sends: ``application/problem+json`` for every 4xx and 5xx.
 """
 
@@ -46,7 +46,6 @@ DESCRIPTIONS = {
     409: "Conflict with the current state",
     410: "Revision compacted or unknown",
     413: "Request body too large (request-too-large)",
-    415: "The body is not JSON (unsupported-media-type)",
     422: "Invalid request",
     429: "Too many open watches for this token (too-many-watchers)",
     503: "Database unavailable; retry after Retry-After seconds",
@@ -64,7 +63,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-COMMON = problems(401, 403, 413, 415, 422, 503)
+COMMON = problems(401, 403, 413, 422, 503)
 """What any route under /v1 may answer, whatever it does."""
 
 

@@ -35,7 +35,6 @@ STATUS: dict[type[errors.AllocatorError], int] = {
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.TooManyWatchers: 429,
-    errors.UnsupportedMediaType: 415,
     errors.Unavailable: 503,
 }
 
@@ -44,6 +43,18 @@ MEDIA_TYPE = "application/problem+json"
 
 def problem(status: int, type_: str, title: str, detail: str, **extensions: Any) -> dict[str, Any]:
     return {"type": type_, "title": title, "status": status, "detail": detail, **extensions}
+
+
+REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def field_name(location: tuple[int | str, ...]) -> str:
+    """Return the plain name of a bad field (``limit``, ``metadata.a``), or ``body`` for the body
+    as a whole (for example JSON that does not parse)."""
+    parts = [str(part) for part in location if part not in REQUEST_PARTS]
+    if location[:1] == ("body",) and (not parts or parts[0].isdigit()):
+        return "body"
+    return ".".join(parts) or "body"
 
 
 def document_of(error: errors.AllocatorError) -> dict[str, Any]:
@@ -107,7 +118,7 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
         assert isinstance(exc, RequestValidationError)
         fields = [
             {
-                "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
+                "field": field_name(error["loc"]),
                 "message": error["msg"],
             }
             for error in exc.errors()

@@ -18,7 +18,6 @@
      ├── Unauthorized             401 unauthorized          (no token, or one that is not known)
      ├── Forbidden                403 forbidden             (role, permission)
      ├── TooManyWatchers          429 too-many-watchers     (limit)
-     ├── UnsupportedMediaType     415 unsupported-media-type
      └── Unavailable              503 database-unavailable
 
 The HTTP status of each lives in one table in the API layer; here each error carries only its type
@@ -129,11 +128,6 @@ class Forbidden(AllocatorError):
 class TooManyWatchers(AllocatorError):
     type = "too-many-watchers"
     title = "Too many watchers"
-
-
-class UnsupportedMediaType(AllocatorError):
-    type = "unsupported-media-type"
-    title = "Unsupported media type"
 
 
 class Unavailable(AllocatorError):

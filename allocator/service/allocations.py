@@ -92,9 +92,18 @@ def request_family(request: AllocationRequest, named: Range | None) -> Family:
     ip_family = family_of(request.ip) if request.ip is not None else None
     range_family = named.geometry.family if named is not None else None
     family = request.family or ip_family or range_family or Family.IPV4
-    for given, what in ((ip_family, f"ip {request.ip}"), (range_family, f"range {request.range}")):
+    # The family comes from the first of family, ip, range given; a later one that disagrees
+    # is the bad field.
+    source = "family" if request.family else f"ip {request.ip}"
+    for given, part, what in (
+        (ip_family, "ip", f"ip {request.ip}"),
+        (range_family, "range", f"range {request.range}"),
+    ):
         if given is not None and given != family:
-            raise InvalidRequest(f"family {family} contradicts {what} ({given})", field="family")
+            raise InvalidRequest(
+                f"{what} is {given}, but {source} says {family}",
+                field=part if not request.family else "family",
+            )
     return family
 
 

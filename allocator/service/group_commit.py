@@ -61,6 +61,9 @@ MAX_BATCH = 64
 IN_FLIGHT = 2
 """Batches running at once per process: one commits while the next prepares."""
 
+ALONE_AT_ONCE = 8
+"""Requests of a batch that run alone (leftovers, or all of a failed batch) at once, at most."""
+
 WINDOW = 0.0005
 """Seconds a request waits for company when a batch is already running."""
 
@@ -185,9 +188,13 @@ async def _each_alone(engine: AsyncEngine, requests: list[_Pending]) -> None:
     for pending in requests:
         by_owner.setdefault(pending.request.owner, []).append(pending)
 
+    # Bounded: a failed batch of 64 must not ask the pool for 64 connections at once.
+    limit = asyncio.Semaphore(ALONE_AT_ONCE)
+
     async def in_order(group: list[_Pending]) -> None:
-        for pending in group:
-            await _alone(engine, pending)
+        async with limit:
+            for pending in group:
+                await _alone(engine, pending)
 
     await asyncio.gather(*(in_order(group) for group in by_owner.values()))
 

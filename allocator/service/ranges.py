@@ -63,17 +63,23 @@ async def delete_range(engine: AsyncEngine, name: str) -> int:
     """
 
     async def work(connection: AsyncConnection) -> int:
-        stored = await require(connection, name)
+        # Refused at once when visibly in use, without locking the blocks of a busy range;
+        # checked again under the lock.
+        stored = _empty(await require(connection, name))
         await bitmap.drop_blocks(connection, stored.id)
-        locked = await require(connection, name, lock=True)
-        if locked.allocated:
-            raise RangeNotEmpty(
-                f"range {name!r} still holds {locked.allocated} allocations",
-                allocated=locked.allocated,
-            )
-        return await ranges.remove(connection, locked)
+        return await ranges.remove(connection, _empty(await require(connection, name, lock=True)))
 
     return await run(engine, work)
+
+
+def _empty(stored: Range) -> Range:
+    """Return ``stored``; raise RangeNotEmpty while it holds allocations."""
+    if stored.allocated:
+        raise RangeNotEmpty(
+            f"range {stored.name!r} still holds {stored.allocated} allocations",
+            allocated=stored.allocated,
+        )
+    return stored
 
 
 async def require(connection: AsyncConnection, name: str, *, lock: bool = False) -> Range:

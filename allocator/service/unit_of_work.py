@@ -17,12 +17,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.errors import Unavailable
+from allocator.store.bitmap import ConcurrentChange
 
 T = TypeVar("T")
 
-RACE_STATES = frozenset({"40001", "40P01", "23505", "23P01"})
-"""Serialization failure, deadlock, unique and exclusion violations: a concurrent transaction
-won a race this one checked for; running the use case again sees the winner and answers for it."""
+RACE_STATES = frozenset({"40001", "40P01", "23503", "23505", "23P01"})
+"""Serialization failure, deadlock, foreign key (a range deleted meanwhile), unique and exclusion
+violations: a concurrent transaction won a race this one checked for; running the use case again
+sees the winner and answers for it."""
 
 UNAVAILABLE_STATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03", "53300"})
 """Lock or statement timeout, server shutting down or starting, too many connections."""
@@ -72,6 +74,8 @@ class UnitOfWork:
                 )
             await self.connection.begin()
         except Exception as exc:
+            if hasattr(self, "connection"):
+                await self.connection.close()
             if is_unavailable(exc):
                 raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
             raise
@@ -134,8 +138,8 @@ async def run(
             if reconnected or not uow.lost_connection_before_commit(exc):
                 raise
             reconnected = True  # once: a database still down fails the fresh connection fast
-        except DBAPIError as exc:
-            if sqlstate(exc) not in RACE_STATES:
+        except (DBAPIError, ConcurrentChange) as exc:
+            if isinstance(exc, DBAPIError) and sqlstate(exc) not in RACE_STATES:
                 raise
             if attempt == ATTEMPTS - 1:
                 raise Unavailable(

@@ -103,7 +103,7 @@ _RECORD_RELEASE = text(
     "WITH gone AS ("
     "  DELETE FROM allocation WHERE ip = CAST(:ip AS inet) RETURNING range_id),"
     " block AS ("
-    "  UPDATE bitmap_block SET bits = set_bit(bits, :bit, 0), free = free + 1 FROM gone"
+    "  UPDATE bitmap_block SET bits = set_bit(bits, :bit, 0), free = free + get_bit(bits, :bit) FROM gone"
     "  WHERE bitmap_block.range_id = gone.range_id AND band = :band AND block_no = :block_no"
     "  RETURNING bitmap_block.range_id),"
     " counted AS ("

@@ -17,6 +17,11 @@ from allocator.domain.band import Band
 from allocator.domain.bitmap import empty_block
 
 
+class ConcurrentChange(Exception):
+    """A row this transaction relied on was changed by a concurrent one: run the use case again
+    (it then sees the change and answers for it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Block:
     """A locked block: its place in the band and its bits as read under the lock."""
@@ -188,7 +193,9 @@ async def lock_block(
     params = {"range_id": range_id, "band": int(band.kind), "block_no": block_no}
     if not eager:
         await _create(connection, range_id, band, block_no)
-    bits = (await connection.execute(_LOCK, params)).scalar_one()
+    bits = (await connection.execute(_LOCK, params)).scalar()
+    if bits is None:  # the range was deleted while this transaction waited for the block
+        raise ConcurrentChange(f"block {block_no} of range {range_id} is gone")
     return Block(band, block_no, bits)
 
 

@@ -137,7 +137,7 @@ def test_openapi_declares_the_bearer_scheme_and_problem_responses(
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     allocate = schema["paths"]["/v1/allocations"]["post"]
     assert allocate["security"] == [{"HTTPBearer": []}]
-    for status in ("401", "403", "404", "409", "413", "415", "422", "503"):
+    for status in ("401", "403", "404", "409", "413", "422", "503"):
         assert "application/problem+json" in allocate["responses"][status]["content"], status
     assert "security" not in schema["paths"]["/healthz"]["get"]
 

@@ -141,3 +141,34 @@ async def test_malformed_json_and_bad_paths(client: httpx.AsyncClient, default: 
     assert_problem(bad_json, 422, "invalid-request")
     assert_problem(await client.get("/v1/allocations/10.096.0.1"), 422, "invalid-request")
     assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
+
+
+async def test_an_ip_and_a_range_of_different_families_blame_the_range(
+    client: httpx.AsyncClient, default: dict
+) -> None:
+    response = await client.post(
+        "/v1/allocations", json={"owner": "a", "ip": "fd00::1", "range": "default-ipv4"}
+    )
+    problem = assert_problem(response, 422, "invalid-request")
+    assert [error["field"] for error in problem["errors"]] == ["range"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"), [({"limit": "0"}, "limit"), ({"family": "v4"}, "family")]
+)
+async def test_query_fields_are_named_plainly(
+    client: httpx.AsyncClient, query: dict, field: str
+) -> None:
+    problem = assert_problem(
+        await client.get("/v1/allocations", params=query), 422, "invalid-request"
+    )
+    assert [error["field"] for error in problem["errors"]] == [field]
+
+
+async def test_json_that_does_not_parse_blames_the_body(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/ranges", content=b"notjson", headers={"content-type": "application/json"}
+    )
+    assert [
+        error["field"] for error in assert_problem(response, 422, "invalid-request")["errors"]
+    ] == ["body"]

@@ -104,13 +104,14 @@ async def test_malformed_cidrs_are_422(ranged: httpx.AsyncClient, cidr: str) -> 
         ),
     ],
 )
-async def test_bodies_that_are_not_json_get_415_saying_so(
+async def test_bodies_that_are_not_json_are_refused_saying_so(
     ranged: httpx.AsyncClient, content: bytes, content_type: str | None
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
     response = await ranged.post("/v1/allocations", content=content, headers=headers)
-    problem = assert_problem(response, 415, "unsupported-media-type")
+    problem = assert_problem(response, 422, "invalid-request")
     assert "application/json" in problem["detail"]
+    assert problem["errors"][0]["field"] == "body"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ class Outage:
     everything that connects through it, as when its host goes away."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
+        self.host, self.port = host, port
         self.streams: list[asyncio.StreamWriter] = []
         self.server: asyncio.Server | None = None
 
@@ -29,7 +29,11 @@ class Outage:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        if self.host.startswith("/"):  # the embedded Postgres listens on a Unix socket
+            socket_path = f"{self.host}/.s.PGSQL.{self.port}"
+            up_reader, up_writer = await asyncio.open_unix_connection(socket_path)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
         self.streams += [writer, up_writer]
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
@@ -61,9 +65,11 @@ async def test_not_ready_while_the_database_is_unreachable(
     engine: AsyncEngine, database_url: str
 ) -> None:
     url = make_url(database_url)
-    outage = Outage(url.host or "127.0.0.1", url.port or 5432)
+    socket_dir = url.query.get("host")
+    host = socket_dir if isinstance(socket_dir, str) else url.host or "127.0.0.1"
+    outage = Outage(host, url.port or 5432)
     port = await outage.start()
-    relayed = url.set(port=port).render_as_string(False)
+    relayed = url.set(host="127.0.0.1", port=port, query={}).render_as_string(False)
     async with serving(Settings(database_url=relayed, connect_timeout=1)) as http:
         assert (await http.get("/readyz")).status_code == 200
         outage.cut()

@@ -66,7 +66,6 @@ CONFIG = schemathesis.Config.from_dict(
                     "409",
                     "410",
                     "413",
-                    "415",
                     "422",
                     "428",
                     "429",

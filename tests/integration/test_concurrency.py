@@ -5,6 +5,7 @@ import contextlib
 import random
 
 import netaddr
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -12,9 +13,12 @@ from allocator.domain.address import Family
 from allocator.domain.errors import (
     IPAlreadyAllocated,
     IPNotAllocated,
+    IPNotInRange,
     OwnerHasAllocation,
     RangeExists,
     RangeFull,
+    RangeNotEmpty,
+    RangeNotFound,
     RangeOverlaps,
 )
 from allocator.domain.model import Allocation
@@ -183,3 +187,28 @@ async def test_dual_stack_owners_release_without_deadlocks(engine: AsyncEngine) 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
     assert await deadlocks(engine) == before, "locks are always taken block, range, head"
     assert await assert_consistent(engine) == set()
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/24", "fd00:1::/64"])
+async def test_deleting_a_range_races_user_requested_ips_cleanly(
+    engine: AsyncEngine, cidr: str
+) -> None:
+    for round_ in range(6):
+        r = await ranges.create_range(engine, f"r{round_}", cidr)
+        ip = r.geometry.address_at(r.geometry.static_band.size + 5)
+        outcomes = await asyncio.gather(
+            ranges.delete_range(engine, r.name),
+            allocate(engine, AllocationRequest(owner=f"o{round_}", ip=ip)),
+            return_exceptions=True,
+        )
+        deleted, allocated = outcomes
+        if isinstance(deleted, Exception):
+            assert isinstance(deleted, RangeNotEmpty), deleted
+            assert isinstance(allocated, tuple), allocated
+            await release(engine, ip)
+            await ranges.delete_range(engine, r.name)
+        else:
+            assert isinstance(allocated, tuple | RangeNotFound | IPNotInRange), allocated
+            if isinstance(allocated, tuple):  # allocated first: then the delete must have failed
+                raise AssertionError("a range was deleted while holding an allocation")
+    await assert_consistent(engine)
