@@ -111,9 +111,9 @@ async def create_all_blocks(connection: AsyncConnection, range_id: int, band: Ba
 async def drop_blocks(connection: AsyncConnection, range_id: int) -> None:
     """Delete every block of a range, waiting for allocations in flight to end first.
 
-    The blocks go in scan order, not sorted: that is safe because an allocation holds at most
-    one block of the range while it waits, and only for the range row, which the caller locks
-    after this. Blocks before the range row is the order allocations take them in, so deleting
+    The blocks go in scan order, not sorted: that is safe because an allocation holding blocks
+    does not wait for another block (a batch takes its blocks with SKIP LOCKED), only for the
+    range row, which the caller locks after this. Blocks before the range row is the order allocations take them in, so deleting
     a range cannot deadlock with an allocation from it.
     """
     await connection.execute(_DROP, {"range_id": range_id})
