@@ -65,19 +65,19 @@ async def release(
     request: Request, engine: AsyncEngine, ip: netaddr.IPAddress, owner: str | None
 ) -> Allocation:
     """``allocations.release``, counted per range."""
-    released = await allocations.release(engine, ip, owner)
+    released, revision = await allocations.release(engine, ip, owner)
     _metrics(request).releases.labels(released.range).inc()
-    _log_allocation("released", released)
+    _log_allocation("released", released, revision)
     return released
 
 
 async def release_owner(request: Request, engine: AsyncEngine, owner: str) -> list[Allocation]:
     """``allocations.release_owner``, each released allocation counted and logged."""
     released = await allocations.release_owner(engine, owner)
-    for one in released:
+    for one, revision in released:
         _metrics(request).releases.labels(one.range).inc()
-        _log_allocation("released", one)
-    return released
+        _log_allocation("released", one, revision)
+    return [one for one, _ in released]
 
 
 async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:

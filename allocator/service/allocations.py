@@ -193,16 +193,18 @@ async def _record(
     return replace(unstored, revision=revision)
 
 
-async def release(
-    engine: AsyncEngine, ip: netaddr.IPAddress, owner: str | None = None
-) -> Allocation:
-    """Release ``ip``; return the allocation as it was.
+Release = tuple[Allocation, int]
+"""An allocation as it was when released, and the revision of its release."""
+
+
+async def release(engine: AsyncEngine, ip: netaddr.IPAddress, owner: str | None = None) -> Release:
+    """Release ``ip``; return the allocation as it was and the revision of the release.
 
     With ``owner``, refuse (OwnerMismatch) when someone else holds it: a late release must never
     free an address that was allocated again. Raises IPNotAllocated.
     """
 
-    async def work(connection: AsyncConnection) -> Allocation:
+    async def work(connection: AsyncConnection) -> Release:
         held = await allocations.by_ip(connection, ip, lock=True)
         if held is None:
             raise IPNotAllocated(f"{ip} is not allocated")
@@ -211,16 +213,16 @@ async def release(
                 f"{ip} is held by {held.allocation.owner!r}, not {owner!r}",
                 holder=held.allocation.owner,
             )
-        await _release(connection, held)
-        return held.allocation
+        return held.allocation, await _release(connection, held)
 
     return await run(engine, work)
 
 
-async def release_owner(engine: AsyncEngine, owner: str) -> list[Allocation]:
-    """Release every allocation of ``owner`` (both families) in one transaction; return them."""
+async def release_owner(engine: AsyncEngine, owner: str) -> list[Release]:
+    """Release every allocation of ``owner`` (both families) in one transaction; return them
+    with the revision of each release."""
 
-    async def work(connection: AsyncConnection) -> list[Allocation]:
+    async def work(connection: AsyncConnection) -> list[Release]:
         held = await allocations.of_owner_locked(connection, owner)
         places = [_place(one) for one in held]
         # Every block and count this transaction changes is locked before the first head bump.
@@ -228,9 +230,15 @@ async def release_owner(engine: AsyncEngine, owner: str) -> list[Allocation]:
             connection, [(h.range_id, b, n) for h, (b, n, _) in zip(held, places, strict=True)]
         )
         await ranges.lock_counts(connection, {one.range_id for one in held})
-        for one, (band, block_no, bit) in zip(held, places, strict=True):
-            await allocations.record_release(connection, one, band=band, block_no=block_no, bit=bit)
-        return [one.allocation for one in held]
+        return [
+            (
+                one.allocation,
+                await allocations.record_release(
+                    connection, one, band=band, block_no=block_no, bit=bit
+                ),
+            )
+            for one, (band, block_no, bit) in zip(held, places, strict=True)
+        ]
 
     return await run(engine, work)
 

@@ -75,3 +75,19 @@ async def test_the_caller_is_named_when_authentication_ran(
             await http.get("/who")
     record = next(r for r in lines(caplog, "allocator.request") if r.path == "/who")
     assert (record.principal, record.role) == ("ci-bot", "reader")
+
+
+async def test_a_release_is_logged_with_its_revision(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await client.post("/v1/ranges", json={"name": "a", "cidr": "10.0.0.0/24"})
+    held = (await client.post("/v1/allocations", json={"owner": "o", "ip": "10.0.0.9"})).json()
+    released = await client.delete("/v1/allocations/10.0.0.9", headers={"X-Request-ID": "rel-1"})
+    assert released.status_code == 204
+    change = lines(caplog, "allocator.change")[-1]
+    assert (change.getMessage(), change.request_id, change.revision) == (
+        "released 10.0.0.9",
+        "rel-1",
+        held["revision"] + 1,
+    )

@@ -76,7 +76,8 @@ async def test_one_allocation_per_owner_and_family(engine: AsyncEngine) -> None:
     assert (v4.family, v6.family) == (Family.IPV4, Family.IPV6)
     assert v6.ip in netaddr.IPNetwork("fd00::/112")
     released = await release_owner(engine, "a")
-    assert {a.ip for a in released} == {v4.ip, v6.ip}
+    assert {a.ip for a, _ in released} == {v4.ip, v6.ip}
+    assert sorted(revision for _, revision in released) == [5, 6], "one revision per release"
     assert (await list_allocations(engine)).items == []
     assert await release_owner(engine, "a") == []
 
@@ -109,7 +110,7 @@ async def test_release_is_guarded_by_owner(engine: AsyncEngine) -> None:
     with pytest.raises(OwnerMismatch) as refused:
         await release(engine, held.ip, owner="b")
     assert refused.value.extensions["holder"] == "a"
-    assert await release(engine, held.ip, owner="a") == held
+    assert await release(engine, held.ip, owner="a") == (held, held.revision + 1)
     with pytest.raises(IPNotAllocated):
         await release(engine, held.ip)
     again, _ = await allocate(engine, AllocationRequest(owner="b", ip=IP("10.96.0.20")))
