@@ -1,7 +1,8 @@
 """Allocations: rows of ``allocation``, and the two writes that keep bit, row, count and log in step.
 
-``record_allocation`` and ``record_release`` are each one statement that changes the block's bits,
-the range's count, the allocation row and appends the event, the head bump last of all (see
+``record_allocations`` (one allocation or a batch; ``record_allocation`` is its one-allocation
+form) and ``record_release`` are each one statement that changes the blocks' bits, the ranges'
+counts, the allocation rows and appends the events, the head bump last of all (see
 ``allocator.store.event_log``). Callers hold the block lock (allocation) or the allocation row
 lock (release) before calling, so the statement only confirms what they checked.
 """
@@ -38,23 +39,6 @@ _OF_OWNER_LOCKED = text(
     f"SELECT {_COLUMNS} FROM {_FROM} WHERE a.owner = :owner ORDER BY a.ip FOR UPDATE OF a"
 )
 
-_RECORD_ALLOCATION = text(
-    "WITH block AS ("
-    "  UPDATE bitmap_block SET bits = :bits, free = free - 1"
-    "  WHERE range_id = :range_id AND band = :band AND block_no = :block_no RETURNING range_id),"
-    " counted AS ("
-    "  UPDATE ip_range SET allocated = allocated + 1 FROM block"
-    "  WHERE ip_range.id = block.range_id RETURNING ip_range.id),"
-    f" head AS ({bump_head(1, after='counted')}),"
-    " row AS ("
-    "  INSERT INTO allocation (ip, family, range_id, owner, metadata, created_at, revision)"
-    "  SELECT CAST(:ip AS inet), :family, counted.id, :owner, CAST(:metadata AS jsonb),"
-    "   :created_at, head.revision FROM head, counted RETURNING revision)"
-    " INSERT INTO event (revision, type, payload)"
-    f" SELECT head.revision, 'ALLOCATED',"
-    f" {event_json('ALLOCATED', 'allocation', 'CAST(:document AS jsonb)', stamp=True)}"
-    " FROM head, row RETURNING revision"
-)
 _BY_OWNERS = text(
     f"SELECT {_COLUMNS} FROM {_FROM} WHERE (a.owner, a.family) IN"
     " (SELECT * FROM unnest(CAST(:owners AS text[]), CAST(:families AS text[])))"
@@ -203,22 +187,9 @@ async def record_allocation(
     Returns the revision. Raises IntegrityError when the owner already holds an address of the
     family, or (should the bitmap ever disagree with the rows) when the address is held.
     """
-    result = await connection.execute(
-        _RECORD_ALLOCATION,
-        {
-            "range_id": range_id,
-            "band": int(band),
-            "block_no": block_no,
-            "bits": bits,
-            "ip": str(draft.ip),
-            "family": str(draft.family),
-            "owner": draft.owner,
-            "metadata": orjson.dumps(draft.metadata).decode(),
-            "created_at": draft.created_at,
-            "document": orjson.dumps(draft.document()).decode(),
-        },
-    )
-    return int(result.scalar_one())
+    # One write statement for one allocation and for a batch: the invariant lives in one place.
+    change = BlockChange(range_id, band, block_no, bits, 1)
+    return await record_allocations(connection, [change], [(range_id, draft)])
 
 
 async def by_owners(
