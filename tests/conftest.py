@@ -1,17 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.api.app import create_app
+from allocator.service.allocator import Allocator
+from allocator.service.reader import Reader
 from allocator.settings import Settings
 from allocator.store import migration
-from allocator.store.database import create_engine
-from tests.database import fresh_database
+from allocator.store.database import create_engine, create_pool
+from tests.database import empty_tables, fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +38,30 @@ async def engine(settings: Settings, database_url: str) -> AsyncIterator[AsyncEn
     await engine.dispose()
 
 
+@pytest.fixture(scope="session")
+async def pool(settings: Settings, database_url: str, engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The request path's asyncpg pool, on the migrated test database."""
+    pool = await create_pool(database_url, settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def allocator(pool: Any, settings: Settings) -> Allocator:
+    return Allocator(pool, acquire_timeout=settings.pool_timeout)
+
+
+@pytest.fixture
+def reader(pool: Any, settings: Settings) -> Reader:
+    return Reader(pool, settings.pool_timeout)
+
+
 @pytest.fixture(autouse=True)
 async def clean(request: pytest.FixtureRequest) -> None:
     """Empty every table before each test that touches the database."""
     if "engine" not in request.fixturenames:
         return
-    engine: AsyncEngine = request.getfixturevalue("engine")
-    async with engine.begin() as connection:
-        await connection.execute(
-            text("TRUNCATE allocation, bitmap_block, ip_range, event RESTART IDENTITY CASCADE")
-        )
-        await connection.execute(text("UPDATE log_head SET revision = 0, compacted = 0"))
+    await empty_tables(request.getfixturevalue("engine"))
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.store.embedded import start_embedded
 
@@ -47,3 +49,12 @@ def fresh_database() -> Iterator[str]:
     finally:
         asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         del server
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Empty every table and reset the log, as on a new database."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("TRUNCATE allocation, bitmap_block, ip_range, event RESTART IDENTITY CASCADE")
+        )
+        await connection.execute(text("UPDATE log_head SET revision = 0, compacted = 0"))

@@ -19,11 +19,12 @@ from allocator.api.metrics import Metrics
 from allocator.api.middleware import RequestLog
 from allocator.api.routes import allocations, events, health, occupancy, ranges
 from allocator.api.routes import metrics as metrics_routes
-from allocator.service import group_commit
+from allocator.service.allocator import Allocator
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
+from allocator.service.reader import Reader
 from allocator.settings import Settings
 from allocator.store import migration
-from allocator.store.database import create_engine, resolve_url
+from allocator.store.database import create_engine, create_pool, resolve_url
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,22 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url, embedded = await asyncio.to_thread(resolve_url, settings)
         engine = create_engine(url, settings)
+        pool = await create_pool(url, settings)
         try:
             if migrate:
                 await migration.upgrade(engine)
             for created in await ensure_ranges(engine, default_ranges):
                 log.info("created default range %s %s", created.name, created.geometry.cidr)
             app.state.engine = engine
-            group_commit.configure(engine, max_batch=settings.group_commit_max)
+            app.state.allocator = Allocator(
+                pool, max_group=settings.group_commit_max, acquire_timeout=settings.pool_timeout
+            )
+            app.state.reader = Reader(pool, settings.pool_timeout)
             app.state.embedded = embedded
             async with running_feed(app, engine, settings):
                 yield
         finally:
+            await pool.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from allocator.domain.errors import InvalidRequest
+from allocator.service.allocator import Allocator
+from allocator.service.reader import Reader
 
 
 # Dependencies are async although they await nothing: FastAPI runs a sync one in a worker
@@ -23,9 +25,22 @@ async def get_engine(request: Request) -> AsyncEngine:
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 
 
+def allocator(request: Request) -> Allocator:
+    """The app's allocator (a plain attribute: no dependency to resolve on the hot path)."""
+    found: Allocator = request.app.state.allocator
+    return found
+
+
+def reader(request: Request) -> Reader:
+    found: Reader = request.app.state.reader
+    return found
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
-    """Return ``content`` encoded once with orjson (documents are plain dicts already)."""
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+    """Return ``content`` as JSON: text as it came from Postgres, anything else encoded once with
+    orjson (documents are plain dicts already)."""
+    body = content if isinstance(content, bytes | str) else orjson.dumps(content)
+    return Response(body, status_code=status_code, media_type="application/json")
 
 
 async def require_json(request: Request) -> None:

@@ -11,12 +11,13 @@ import netaddr
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from allocator.api.deps import allocator
 from allocator.api.logs import request_id
 from allocator.api.metrics import Metrics
 from allocator.domain.errors import AllocatorError
 from allocator.domain.model import Allocation, Range
-from allocator.service import allocations, ranges
-from allocator.service.allocations import AllocationRequest
+from allocator.service import ranges
+from allocator.service.allocator import AllocationRequest
 
 log = logging.getLogger("allocator.change")
 
@@ -41,15 +42,13 @@ def _log_allocation(message: str, allocation: Allocation, revision: int | None =
     )
 
 
-async def allocate(
-    request: Request, engine: AsyncEngine, wanted: AllocationRequest
-) -> tuple[Allocation, bool]:
-    """``allocations.allocate``, timed and counted by scope (static when an IP was asked for)."""
+async def allocate(request: Request, wanted: AllocationRequest) -> tuple[Allocation, bool]:
+    """``Allocator.allocate``, timed and counted by scope (static when an IP was asked for)."""
     metrics = _metrics(request)
     scope = "dynamic" if wanted.ip is None else "static"
     started = time.perf_counter()
     try:
-        allocation, created = await allocations.allocate(engine, wanted)
+        allocation, created = await allocator(request).allocate(wanted)
     except AllocatorError as error:
         metrics.allocation_errors.labels(wanted.range or "", scope, error.type).inc()
         raise
@@ -61,19 +60,17 @@ async def allocate(
     return allocation, created
 
 
-async def release(
-    request: Request, engine: AsyncEngine, ip: netaddr.IPAddress, owner: str | None
-) -> Allocation:
-    """``allocations.release``, counted per range."""
-    released, revision = await allocations.release(engine, ip, owner)
+async def release(request: Request, ip: netaddr.IPAddress, owner: str | None) -> Allocation:
+    """``Allocator.release``, counted per range."""
+    released, revision = await allocator(request).release(ip, owner)
     _metrics(request).releases.labels(released.range).inc()
     _log_allocation("released", released, revision)
     return released
 
 
-async def release_owner(request: Request, engine: AsyncEngine, owner: str) -> list[Allocation]:
-    """``allocations.release_owner``, each released allocation counted and logged."""
-    released = await allocations.release_owner(engine, owner)
+async def release_owner(request: Request, owner: str) -> list[Allocation]:
+    """``Allocator.release_owner``, each released allocation counted and logged."""
+    released = await allocator(request).release_owner(owner)
     for one, revision in released:
         _metrics(request).releases.labels(one.range).inc()
         _log_allocation("released", one, revision)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import netaddr
@@ -13,8 +13,9 @@ from allocator.domain.range import ServiceRange
 
 
 def format_time(moment: datetime) -> str:
-    """Return RFC 3339 UTC text with a ``Z`` suffix."""
-    return moment.isoformat().replace("+00:00", "Z")
+    """Return RFC 3339 UTC text with microseconds and a ``Z`` suffix, as Postgres writes it
+    (``allocator_time``): an object read from Python and from SQL is the same text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,19 @@ class Allocation:
     metadata: dict[str, Any]
     created_at: datetime
     revision: int
+
+    @classmethod
+    def of_document(cls, document: dict[str, Any]) -> Allocation:
+        """Return the allocation an Allocation object of the HTTP contract describes."""
+        return cls(
+            ip=netaddr.IPAddress(document["ip"]),
+            family=Family(document["family"]),
+            range=document["range"],
+            owner=document["owner"],
+            metadata=document["metadata"],
+            created_at=datetime.fromisoformat(document["created_at"]),
+            revision=document["revision"],
+        )
 
     def document(self) -> dict[str, Any]:
         """Return the Allocation object of the HTTP contract."""

@@ -10,8 +10,9 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,15 +36,19 @@ RETRY_BACKOFF = 0.005
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """Return the SQLSTATE of a database error, or None for anything else."""
+    """Return the SQLSTATE of a database error (through SQLAlchemy or straight from asyncpg), or
+    None for anything else."""
     if isinstance(exc, DBAPIError):
         return getattr(exc.orig, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError):
+        state: str | None = exc.sqlstate
+        return state
     return None
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot serve now (as opposed to refusing this request)."""
-    if isinstance(exc, PoolTimeout | OSError | InterfaceError):
+    if isinstance(exc, PoolTimeout | OSError | InterfaceError | asyncpg.InterfaceError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -148,3 +153,16 @@ async def run(
             # Racers that collided once would collide again in lockstep: spread them out.
             await asyncio.sleep(random.uniform(0, RETRY_BACKOFF * 2**attempt))
     raise AssertionError("unreachable")
+
+
+async def statement(pool: Any, work: Callable[[Any], Awaitable[T]], *, acquire_timeout: float) -> T:
+    """Run ``work`` (one statement, so one transaction and one snapshot) on a connection of the
+    asyncpg ``pool``, waiting at most ``acquire_timeout`` seconds for one; Unavailable when the database
+    cannot serve. There is no BEGIN or COMMIT to send: the statement commits itself."""
+    try:
+        async with pool.acquire(timeout=acquire_timeout) as connection:
+            return await work(connection)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise

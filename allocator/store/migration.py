@@ -48,3 +48,32 @@ async def is_current(engine: AsyncEngine) -> bool:
     async with engine.connect() as connection:
         revision = await connection.run_sync(current_revision)
     return revision == newest_revision()
+
+
+def statements(script: str) -> list[str]:
+    """Return the statements of a SQL script, split at semicolons outside quotes, dollar-quoted
+    bodies and comments (a prepared statement takes one at a time)."""
+    found, start, i, quote = [], 0, 0, ""
+    while i < len(script):
+        if quote:
+            if script.startswith(quote, i):
+                i += len(quote) - 1
+                quote = ""
+        elif script.startswith("--", i):
+            i = script.find("\n", i) % (len(script) + 1)
+        elif script[i] in "'\"":
+            quote = script[i]
+        elif script.startswith("$$", i):
+            quote, i = "$$", i + 1
+        elif script[i] == ";":
+            found.append(script[start : i + 1].strip())
+            start = i + 1
+        i += 1
+    return [s for s in found if s.strip(";")] + ([rest] if (rest := script[start:].strip()) else [])
+
+
+def execute_script(connection: Connection, path: Path) -> None:
+    """Run the SQL file ``path`` statement by statement, at the driver level: its colons and
+    percent signs are not bind parameters."""
+    for statement in statements(path.read_text()):
+        connection.exec_driver_sql(statement)

@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from allocator.domain.address import Family, parse_network
+from allocator.domain.address import parse_network
 from allocator.domain.model import Range
 from allocator.domain.range import ServiceRange
 from allocator.store import bitmap
@@ -21,16 +21,12 @@ _COLUMNS = "id, name, cidr, allocated, created_at, revision"
 _BY_NAME = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name")
 _BY_NAME_LOCKED = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name FOR UPDATE")
 _ALL = text(f"SELECT {_COLUMNS} FROM ip_range ORDER BY name")
-_OF_FAMILY = text(f"SELECT {_COLUMNS} FROM ip_range WHERE family = :family ORDER BY name")
 _CONTAINING = text(f"SELECT {_COLUMNS} FROM ip_range WHERE cidr >>= CAST(:ip AS inet)")
-_LOCK_COUNTS = text(
-    "SELECT id FROM ip_range WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR NO KEY UPDATE"
-)
 _OVERLAPPING = text("SELECT name FROM ip_range WHERE cidr && CAST(:cidr AS cidr) LIMIT 1")
 
 _INSERT = text(
-    "INSERT INTO ip_range (name, cidr, family, static_size, created_at, revision)"
-    " VALUES (:name, CAST(:cidr AS cidr), :family, :static_size, :created_at, 0)"
+    "INSERT INTO ip_range (name, cidr, family, size, static_size, created_at, revision)"
+    " VALUES (:name, CAST(:cidr AS cidr), :family, :size, :static_size, :created_at, 0)"
     " RETURNING id"
 )
 _PUBLISH_ADDED = text(
@@ -68,25 +64,15 @@ async def get(connection: AsyncConnection, name: str, *, lock: bool = False) -> 
     return _range(row) if row else None
 
 
-async def list_all(connection: AsyncConnection, family: Family | None = None) -> list[Range]:
-    """Return every range (of ``family`` when given), ordered by name."""
-    if family is None:
-        rows = await connection.execute(_ALL)
-    else:
-        rows = await connection.execute(_OF_FAMILY, {"family": str(family)})
-    return [_range(row) for row in rows]
+async def list_all(connection: AsyncConnection) -> list[Range]:
+    """Return every range, ordered by name."""
+    return [_range(row) for row in await connection.execute(_ALL)]
 
 
 async def containing(connection: AsyncConnection, ip: netaddr.IPAddress) -> Range | None:
     """Return the range whose CIDR holds ``ip`` (at most one: ranges never overlap), or None."""
     row = (await connection.execute(_CONTAINING, {"ip": str(ip)})).first()
     return _range(row) if row else None
-
-
-async def lock_counts(connection: AsyncConnection, range_ids: set[int]) -> None:
-    """Lock the count rows of several ranges in id order (see ``bitmap.lock_blocks``)."""
-    if len(range_ids) > 1:
-        await connection.execute(_LOCK_COUNTS, {"ids": sorted(range_ids)})
 
 
 async def overlapping(connection: AsyncConnection, geometry: ServiceRange) -> str | None:
@@ -108,6 +94,7 @@ async def add(
                 "name": name,
                 "cidr": geometry.cidr,
                 "family": str(geometry.family),
+                "size": geometry.size,
                 "static_size": geometry.static_band.size,
                 "created_at": created_at,
             },

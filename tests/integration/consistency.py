@@ -15,7 +15,11 @@ from allocator.domain.range import ServiceRange
 async def assert_consistent(engine: AsyncEngine) -> set[netaddr.IPAddress]:
     """Assert the invariants of the store; return the allocated addresses."""
     async with engine.connect() as connection:
-        ranges = (await connection.execute(text("SELECT id, cidr, allocated FROM ip_range"))).all()
+        ranges = (
+            await connection.execute(
+                text("SELECT id, cidr, allocated, static_allocated FROM ip_range")
+            )
+        ).all()
         blocks = (
             await connection.execute(
                 text("SELECT range_id, band, block_no, bits, free FROM bitmap_block")
@@ -43,5 +47,11 @@ async def assert_consistent(engine: AsyncEngine) -> set[netaddr.IPAddress]:
     assert from_bits == from_rows, "every set bit has a row and every row its bit"
     for r in ranges:
         assert r.allocated == sum(1 for range_id, _ in from_rows if range_id == r.id)
+        in_static = sum(
+            1
+            for range_id, ip in from_rows
+            if range_id == r.id and geometry[r.id].band_of(geometry[r.id].offset_of(ip)).kind == 0
+        )
+        assert r.static_allocated == in_static, "the static band's count matches its rows"
     assert list(revisions) == list(range(1, head + 1)), "the log is dense up to the head"
     return {ip for _, ip in from_rows}

@@ -1,6 +1,10 @@
 """Allocation and release through the service layer, against real Postgres."""
 
+from dataclasses import dataclass
+from typing import Any
+
 import netaddr
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,128 +21,155 @@ from allocator.domain.errors import (
     RangeFull,
     RangeNotEmpty,
 )
+from allocator.domain.model import Allocation
 from allocator.service import ranges
-from allocator.service.allocations import (
-    AllocationRequest,
-    allocate,
-    list_allocations,
-    release,
-    release_owner,
-)
+from allocator.service.allocator import AllocationRequest, Allocator
+from allocator.service.reader import Reader
 
 IP = netaddr.IPAddress
 
 
-async def test_dynamic_band_first_then_static_band_then_full(engine: AsyncEngine) -> None:
+@dataclass(frozen=True)
+class Page:
+    items: list[Allocation]
+    revision: int
+    next_cursor: str | None
+
+
+async def list_allocations(reader: Reader, **filters: Any) -> Page:
+    """The API's page, read back as allocations."""
+    page = orjson.loads(await reader.allocations(**filters))
+    return Page(
+        [Allocation.of_document(d) for d in page["items"]], page["revision"], page["next_cursor"]
+    )
+
+
+async def test_dynamic_band_first_then_static_band_then_full(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     r = await ranges.create_range(engine, "small", "10.0.0.0/27")  # 30 usable, static band 16
     taken = []
     for n in range(30):
-        allocation, created = await allocate(engine, AllocationRequest(owner=f"svc-{n}"))
+        allocation, created = await allocator.allocate(AllocationRequest(owner=f"svc-{n}"))
         assert created
         taken.append(r.geometry.offset_of(allocation.ip))
     assert sorted(taken[:14]) == list(range(17, 31)), "the dynamic band is used first"
     assert sorted(taken[14:]) == list(range(1, 17)), "then the static band"
     with pytest.raises(RangeFull):
-        await allocate(engine, AllocationRequest(owner="one-too-many"))
+        await allocator.allocate(AllocationRequest(owner="one-too-many"))
     assert (await ranges.get_range(engine, "small")).allocated == 30
 
 
-async def test_user_requested_ip_collision_names_the_holder(engine: AsyncEngine) -> None:
+async def test_user_requested_ip_collision_names_the_holder(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/16")
-    first, created = await allocate(engine, AllocationRequest(owner="a", ip=IP("10.96.0.10")))
+    first, created = await allocator.allocate(AllocationRequest(owner="a", ip=IP("10.96.0.10")))
     assert created
     assert first.ip == IP("10.96.0.10")
     assert first.revision == 2
     with pytest.raises(IPAlreadyAllocated) as refused:
-        await allocate(engine, AllocationRequest(owner="b", ip=IP("10.96.0.10")))
+        await allocator.allocate(AllocationRequest(owner="b", ip=IP("10.96.0.10")))
     assert refused.value.extensions["holder"] == "a"
 
 
-async def test_retries_by_the_same_owner_are_idempotent(engine: AsyncEngine) -> None:
+async def test_retries_by_the_same_owner_are_idempotent(
+    engine: AsyncEngine, allocator: Allocator, reader: Reader
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/16")
-    first, _ = await allocate(engine, AllocationRequest(owner="a", metadata={"k": 1}))
-    again, created = await allocate(engine, AllocationRequest(owner="a"))
+    first, _ = await allocator.allocate(AllocationRequest(owner="a", metadata={"k": 1}))
+    again, created = await allocator.allocate(AllocationRequest(owner="a"))
     assert (again, created) == (first, False)
-    same_ip, created = await allocate(engine, AllocationRequest(owner="a", ip=first.ip))
+    same_ip, created = await allocator.allocate(AllocationRequest(owner="a", ip=first.ip))
     assert (same_ip, created) == (first, False)
     with pytest.raises(OwnerHasAllocation) as refused:
-        await allocate(engine, AllocationRequest(owner="a", ip=IP("10.96.200.1")))
+        await allocator.allocate(AllocationRequest(owner="a", ip=IP("10.96.200.1")))
     assert refused.value.extensions["allocation"]["ip"] == str(first.ip)
-    page = await list_allocations(engine)
+    page = await list_allocations(reader)
     assert page.revision == 2, "a retry takes no revision"
 
 
-async def test_one_allocation_per_owner_and_family(engine: AsyncEngine) -> None:
+async def test_one_allocation_per_owner_and_family(
+    engine: AsyncEngine, allocator: Allocator, reader: Reader
+) -> None:
     await ranges.create_range(engine, "v4", "10.96.0.0/16")
     await ranges.create_range(engine, "v6", "fd00::/112")
-    v4, _ = await allocate(engine, AllocationRequest(owner="a"))
-    v6, _ = await allocate(engine, AllocationRequest(owner="a", family=Family.IPV6))
+    v4, _ = await allocator.allocate(AllocationRequest(owner="a"))
+    v6, _ = await allocator.allocate(AllocationRequest(owner="a", family=Family.IPV6))
     assert (v4.family, v6.family) == (Family.IPV4, Family.IPV6)
     assert v6.ip in netaddr.IPNetwork("fd00::/112")
-    released = await release_owner(engine, "a")
+    released = await allocator.release_owner("a")
     assert {a.ip for a, _ in released} == {v4.ip, v6.ip}
     assert sorted(revision for _, revision in released) == [5, 6], "one revision per release"
-    assert (await list_allocations(engine)).items == []
-    assert await release_owner(engine, "a") == []
+    assert (await list_allocations(reader)).items == []
+    assert await allocator.release_owner("a") == []
 
 
-async def test_family_resolution_and_contradictions(engine: AsyncEngine) -> None:
+async def test_family_resolution_and_contradictions(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "v6", "fd00::/112")
     with pytest.raises(NoRangeForFamily):
-        await allocate(engine, AllocationRequest(owner="a"))  # IPv4 by default
-    by_range, _ = await allocate(engine, AllocationRequest(owner="b", range="v6"))
+        await allocator.allocate(AllocationRequest(owner="a"))  # IPv4 by default
+    by_range, _ = await allocator.allocate(AllocationRequest(owner="b", range="v6"))
     assert by_range.family is Family.IPV6
     with pytest.raises(InvalidRequest):
-        await allocate(engine, AllocationRequest(owner="c", range="v6", family=Family.IPV4))
+        await allocator.allocate(AllocationRequest(owner="c", range="v6", family=Family.IPV4))
     with pytest.raises(InvalidRequest):
-        await allocate(engine, AllocationRequest(owner="c", ip=IP("fd00::5"), family=Family.IPV4))
+        await allocator.allocate(AllocationRequest(owner="c", ip=IP("fd00::5"), family=Family.IPV4))
 
 
-async def test_requested_ip_must_be_a_usable_address_of_a_range(engine: AsyncEngine) -> None:
+async def test_requested_ip_must_be_a_usable_address_of_a_range(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/24")
     for ip in ("10.96.0.0", "10.96.0.255", "10.97.0.1"):
         with pytest.raises(IPNotInRange):
-            await allocate(engine, AllocationRequest(owner="a", ip=IP(ip)))
+            await allocator.allocate(AllocationRequest(owner="a", ip=IP(ip)))
     await ranges.create_range(engine, "other", "10.98.0.0/24")
     with pytest.raises(IPNotInRange):
-        await allocate(engine, AllocationRequest(owner="a", ip=IP("10.98.0.1"), range="default"))
+        await allocator.allocate(AllocationRequest(owner="a", ip=IP("10.98.0.1"), range="default"))
 
 
-async def test_release_is_guarded_by_owner(engine: AsyncEngine) -> None:
+async def test_release_is_guarded_by_owner(engine: AsyncEngine, allocator: Allocator) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/24")
-    held, _ = await allocate(engine, AllocationRequest(owner="a", ip=IP("10.96.0.20")))
+    held, _ = await allocator.allocate(AllocationRequest(owner="a", ip=IP("10.96.0.20")))
     with pytest.raises(OwnerMismatch) as refused:
-        await release(engine, held.ip, owner="b")
+        await allocator.release(held.ip, owner="b")
     assert refused.value.extensions["holder"] == "a"
-    assert await release(engine, held.ip, owner="a") == (held, held.revision + 1)
+    assert await allocator.release(held.ip, owner="a") == (held, held.revision + 1)
     with pytest.raises(IPNotAllocated):
-        await release(engine, held.ip)
-    again, _ = await allocate(engine, AllocationRequest(owner="b", ip=IP("10.96.0.20")))
+        await allocator.release(held.ip)
+    again, _ = await allocator.allocate(AllocationRequest(owner="b", ip=IP("10.96.0.20")))
     assert again.owner == "b"
 
 
-async def test_range_with_allocations_cannot_be_deleted(engine: AsyncEngine) -> None:
+async def test_range_with_allocations_cannot_be_deleted(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/24")
-    held, _ = await allocate(engine, AllocationRequest(owner="a"))
+    held, _ = await allocator.allocate(AllocationRequest(owner="a"))
     with pytest.raises(RangeNotEmpty) as refused:
         await ranges.delete_range(engine, "default")
     assert refused.value.extensions["allocated"] == 1
-    await release(engine, held.ip)
+    await allocator.release(held.ip)
     await ranges.delete_range(engine, "default")
     async with engine.connect() as connection:
         blocks = (await connection.execute(text("SELECT count(*) FROM bitmap_block"))).scalar()
     assert blocks == 0
 
 
-async def test_huge_ipv6_range_materializes_blocks_lazily(engine: AsyncEngine) -> None:
+async def test_huge_ipv6_range_materializes_blocks_lazily(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "v6", "fd00:10:96::/64")
     got = [
-        await allocate(engine, AllocationRequest(owner=f"s{n}", family=Family.IPV6))
+        await allocator.allocate(AllocationRequest(owner=f"s{n}", family=Family.IPV6))
         for n in range(20)
     ]
     ips = {a.ip for a, _ in got}
     assert len(ips) == 20
-    static, _ = await allocate(engine, AllocationRequest(owner="static", ip=IP("fd00:10:96::1")))
+    static, _ = await allocator.allocate(AllocationRequest(owner="static", ip=IP("fd00:10:96::1")))
     assert static.ip == IP("fd00:10:96::1")
     async with engine.connect() as connection:
         blocks = (await connection.execute(text("SELECT count(*) FROM bitmap_block"))).scalar()
@@ -147,37 +178,46 @@ async def test_huge_ipv6_range_materializes_blocks_lazily(engine: AsyncEngine) -
     assert (r.allocated, r.free) == (21, 2**64 - 1 - 21)
 
 
-async def test_nearly_full_range_still_finds_the_last_addresses(engine: AsyncEngine) -> None:
+async def test_nearly_full_range_still_finds_the_last_addresses(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     r = await ranges.create_range(engine, "dense", "10.0.0.0/22")  # 1022 usable
-    async with engine.begin() as connection:  # fill every bit but five, as if allocated long ago
+    async with engine.begin() as connection:  # fill every bit but one, as if allocated long ago
         await connection.execute(
             text(
                 "UPDATE bitmap_block SET bits = decode(repeat('ff', length(bits)), 'hex'), free = 0"
             )
         )
-        await connection.execute(text("UPDATE ip_range SET allocated = 1017"))
+        await connection.execute(
+            text("UPDATE ip_range SET allocated = 1021, static_allocated = 64")
+        )
         await connection.execute(
             text("UPDATE bitmap_block SET bits = set_bit(bits, 100, 0), free = 1 WHERE band = 1")
         )
-    got, _ = await allocate(engine, AllocationRequest(owner="last"))
+    got, _ = await allocator.allocate(AllocationRequest(owner="last"))
     assert r.geometry.offset_of(got.ip) == r.geometry.dynamic_band.offset(0, 100)
     async with engine.begin() as connection:
         await connection.execute(
             text("UPDATE bitmap_block SET bits = set_bit(bits, 3, 0), free = 1 WHERE band = 0")
         )
-    static_fallback, _ = await allocate(engine, AllocationRequest(owner="fallback"))
+        await connection.execute(
+            text("UPDATE ip_range SET allocated = 1021, static_allocated = 63")
+        )
+    static_fallback, _ = await allocator.allocate(AllocationRequest(owner="fallback"))
     assert r.geometry.offset_of(static_fallback.ip) == 4
     with pytest.raises(RangeFull):
-        await allocate(engine, AllocationRequest(owner="none-left"))
+        await allocator.allocate(AllocationRequest(owner="none-left"))
 
 
-async def test_list_pages_in_address_order_at_one_revision(engine: AsyncEngine) -> None:
+async def test_list_pages_in_address_order_at_one_revision(
+    engine: AsyncEngine, allocator: Allocator, reader: Reader
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/24")
     for n in range(7):
-        await allocate(engine, AllocationRequest(owner=f"o{n}"))
+        await allocator.allocate(AllocationRequest(owner=f"o{n}"))
     seen, cursor = [], None
     while True:
-        page = await list_allocations(engine, limit=3, cursor=cursor)
+        page = await list_allocations(reader, limit=3, cursor=cursor)
         assert page.revision == 8
         seen += [a.ip for a in page.items]
         cursor = page.next_cursor
@@ -185,5 +225,5 @@ async def test_list_pages_in_address_order_at_one_revision(engine: AsyncEngine) 
             break
     assert seen == sorted(seen)
     assert len(seen) == 7
-    only = await list_allocations(engine, owner="o3")
+    only = await list_allocations(reader, owner="o3")
     assert [a.owner for a in only.items] == ["o3"]

@@ -23,13 +23,15 @@ from allocator.domain.errors import (
 )
 from allocator.domain.model import Allocation
 from allocator.service import ranges
-from allocator.service.allocations import AllocationRequest, allocate, release, release_owner
+from allocator.service.allocator import AllocationRequest, Allocator
 from tests.integration.consistency import assert_consistent
 
 CLIENTS = 24
 
 
-async def test_parallel_clients_fill_a_range_exactly_once(engine: AsyncEngine) -> None:
+async def test_parallel_clients_fill_a_range_exactly_once(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     r = await ranges.create_range(engine, "small", "10.0.0.0/27")
     won: list[Allocation] = []
     full = 0
@@ -38,7 +40,9 @@ async def test_parallel_clients_fill_a_range_exactly_once(engine: AsyncEngine) -
         nonlocal full
         for attempt in range(100):
             try:
-                won.append((await allocate(engine, AllocationRequest(owner=f"c{n}-{attempt}")))[0])
+                won.append(
+                    (await allocator.allocate(AllocationRequest(owner=f"c{n}-{attempt}")))[0]
+                )
             except RangeFull:
                 full += 1
                 return
@@ -50,7 +54,9 @@ async def test_parallel_clients_fill_a_range_exactly_once(engine: AsyncEngine) -
     assert await assert_consistent(engine) == {a.ip for a in won}
 
 
-async def test_static_and_dynamic_requests_for_overlapping_addresses(engine: AsyncEngine) -> None:
+async def test_static_and_dynamic_requests_for_overlapping_addresses(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     r = await ranges.create_range(engine, "small", "10.0.0.0/26")  # 62 usable, 16 static
     acknowledged: dict[netaddr.IPAddress, str] = {}
     refused = 0
@@ -66,7 +72,7 @@ async def test_static_and_dynamic_requests_for_overlapping_addresses(engine: Asy
                 else None
             )
             try:
-                got, created = await allocate(engine, AllocationRequest(owner=owner, ip=ip))
+                got, created = await allocator.allocate(AllocationRequest(owner=owner, ip=ip))
             except (IPAlreadyAllocated, RangeFull):
                 refused += 1
                 continue
@@ -78,17 +84,19 @@ async def test_static_and_dynamic_requests_for_overlapping_addresses(engine: Asy
     assert await assert_consistent(engine) == set(acknowledged)
 
 
-async def test_concurrent_writes_take_dense_revisions(engine: AsyncEngine) -> None:
+async def test_concurrent_writes_take_dense_revisions(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/16")
     writes = 1  # the range
 
     async def client(n: int) -> int:
         done = 0
         for attempt in range(10):
-            got, _ = await allocate(engine, AllocationRequest(owner=f"c{n}-{attempt}"))
+            got, _ = await allocator.allocate(AllocationRequest(owner=f"c{n}-{attempt}"))
             done += 1
             if attempt % 2:
-                await release(engine, got.ip)
+                await allocator.release(got.ip)
                 done += 1
         return done
 
@@ -112,21 +120,25 @@ async def test_concurrent_writes_take_dense_revisions(engine: AsyncEngine) -> No
     await assert_consistent(engine)
 
 
-async def test_one_owner_racing_itself_gets_one_address(engine: AsyncEngine) -> None:
+async def test_one_owner_racing_itself_gets_one_address(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/16")
     results = await asyncio.gather(
-        *(allocate(engine, AllocationRequest(owner="same")) for _ in range(CLIENTS))
+        *(allocator.allocate(AllocationRequest(owner="same")) for _ in range(CLIENTS))
     )
     assert sum(created for _, created in results) == 1
     assert len({a.ip for a, _ in results}) == 1
     await assert_consistent(engine)
 
 
-async def test_racing_releases_free_an_address_once(engine: AsyncEngine) -> None:
+async def test_racing_releases_free_an_address_once(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "default", "10.96.0.0/16")
-    held, _ = await allocate(engine, AllocationRequest(owner="a"))
+    held, _ = await allocator.allocate(AllocationRequest(owner="a"))
     outcomes = await asyncio.gather(
-        *(release(engine, held.ip) for _ in range(CLIENTS)), return_exceptions=True
+        *(allocator.release(held.ip) for _ in range(CLIENTS)), return_exceptions=True
     )
     assert [o for o in outcomes if isinstance(o, tuple)] == [(held, held.revision + 1)]
     assert all(isinstance(o, tuple | IPNotAllocated) for o in outcomes)
@@ -152,11 +164,13 @@ async def test_overlapping_range_creations_race_to_one_winner(engine: AsyncEngin
     await assert_consistent(engine)
 
 
-async def test_static_requests_by_one_owner_for_different_ips(engine: AsyncEngine) -> None:
+async def test_static_requests_by_one_owner_for_different_ips(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     r = await ranges.create_range(engine, "default", "10.96.0.0/24")
     ips = [r.geometry.address_at(n) for n in range(1, CLIENTS + 1)]
     outcomes = await asyncio.gather(
-        *(allocate(engine, AllocationRequest(owner="same", ip=ip)) for ip in ips),
+        *(allocator.allocate(AllocationRequest(owner="same", ip=ip)) for ip in ips),
         return_exceptions=True,
     )
     assert sum(isinstance(o, tuple) for o in outcomes) == 1
@@ -171,7 +185,9 @@ async def deadlocks(engine: AsyncEngine) -> int:
         return int((await connection.execute(query)).scalar_one())
 
 
-async def test_dual_stack_owners_release_without_deadlocks(engine: AsyncEngine) -> None:
+async def test_dual_stack_owners_release_without_deadlocks(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "v4", "10.0.0.0/28")
     await ranges.create_range(engine, "v6", "fd00::/124")
     before = await deadlocks(engine)
@@ -181,8 +197,8 @@ async def test_dual_stack_owners_release_without_deadlocks(engine: AsyncEngine) 
             owner = f"c{n}-{attempt}"
             for family in (Family.IPV4, Family.IPV6):
                 with contextlib.suppress(RangeFull):
-                    await allocate(engine, AllocationRequest(owner=owner, family=family))
-            await release_owner(engine, owner)
+                    await allocator.allocate(AllocationRequest(owner=owner, family=family))
+            await allocator.release_owner(owner)
 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
     assert await deadlocks(engine) == before, "locks are always taken block, range, head"
@@ -191,21 +207,21 @@ async def test_dual_stack_owners_release_without_deadlocks(engine: AsyncEngine) 
 
 @pytest.mark.parametrize("cidr", ["10.0.0.0/24", "fd00:1::/64"])
 async def test_deleting_a_range_races_user_requested_ips_cleanly(
-    engine: AsyncEngine, cidr: str
+    engine: AsyncEngine, cidr: str, allocator: Allocator
 ) -> None:
     for round_ in range(6):
         r = await ranges.create_range(engine, f"r{round_}", cidr)
         ip = r.geometry.address_at(r.geometry.static_band.size + 5)
         outcomes = await asyncio.gather(
             ranges.delete_range(engine, r.name),
-            allocate(engine, AllocationRequest(owner=f"o{round_}", ip=ip)),
+            allocator.allocate(AllocationRequest(owner=f"o{round_}", ip=ip)),
             return_exceptions=True,
         )
         deleted, allocated = outcomes
         if isinstance(deleted, Exception):
             assert isinstance(deleted, RangeNotEmpty), deleted
             assert isinstance(allocated, tuple), allocated
-            await release(engine, ip)
+            await allocator.release(ip)
             await ranges.delete_range(engine, r.name)
         else:
             assert isinstance(allocated, tuple | RangeNotFound | IPNotInRange), allocated

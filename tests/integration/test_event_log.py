@@ -12,15 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.domain.errors import RevisionCompacted, RevisionUnknown
 from allocator.domain.range import ServiceRange
-from allocator.service import allocations, events, ranges
-from allocator.service.allocations import AllocationRequest
+from allocator.service import events, ranges
+from allocator.service.allocator import AllocationRequest, Allocator
 from allocator.service.retention import RetentionPolicy, compact_once
 from allocator.store import ranges as stored_ranges
 from allocator.store.event_log import CHANNEL
 from allocator.store.listener import dsn_of
 
 
-async def test_a_commit_notifies_its_revision_and_a_rollback_nothing(engine: AsyncEngine) -> None:
+async def test_a_commit_notifies_its_revision_and_a_rollback_nothing(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     received: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(dsn_of(engine.url))
     try:
@@ -32,7 +34,7 @@ async def test_a_commit_notifies_its_revision_and_a_rollback_nothing(engine: Asy
             geometry = ServiceRange.of(netaddr.IPNetwork("10.2.0.0/24"))
             await stored_ranges.add(connection, "never", geometry, datetime.now(UTC))
             await connection.rollback()
-        held, _ = await allocations.allocate(engine, AllocationRequest(owner="a"))
+        held, _ = await allocator.allocate(AllocationRequest(owner="a"))
         assert await asyncio.wait_for(received.get(), 10) == str(held.revision)
         assert held.revision == created.revision + 1, "the rolled-back revision is reused"
         assert received.empty()
@@ -40,10 +42,12 @@ async def test_a_commit_notifies_its_revision_and_a_rollback_nothing(engine: Asy
         await listener.close()
 
 
-async def test_compaction_deletes_a_prefix_by_count_and_by_age(engine: AsyncEngine) -> None:
+async def test_compaction_deletes_a_prefix_by_count_and_by_age(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "r", "10.1.0.0/24")
     for n in range(9):
-        await allocations.allocate(engine, AllocationRequest(owner=f"o{n}"))
+        await allocator.allocate(AllocationRequest(owner=f"o{n}"))
     by_count = RetentionPolicy(keep_seconds=3600, keep_count=4, batch=2)
     assert await compact_once(engine, by_count) == 6
     page = await events.list_events(engine, 6, 100)

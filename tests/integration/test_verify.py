@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from allocator.domain.address import Family
 from allocator.domain.errors import IPAlreadyAllocated, RangeFull
 from allocator.service import ranges
-from allocator.service.allocations import AllocationRequest, allocate, release
+from allocator.service.allocator import AllocationRequest, Allocator
 from allocator.service.verify import Kind, Outcome, Report, verify
 from tests.integration.consistency import assert_consistent
 
@@ -24,8 +24,8 @@ async def sql(engine: AsyncEngine, statement: str, **params: object) -> None:
         await connection.execute(text(statement), params)
 
 
-async def take(engine: AsyncEngine, owner: str, ip: str) -> None:
-    await allocate(engine, AllocationRequest(owner=owner, ip=netaddr.IPAddress(ip)))
+async def take(allocator: Allocator, owner: str, ip: str) -> None:
+    await allocator.allocate(AllocationRequest(owner=owner, ip=netaddr.IPAddress(ip)))
 
 
 def found(report: Report, **counts: int) -> dict[str, int]:
@@ -33,11 +33,11 @@ def found(report: Report, **counts: int) -> dict[str, int]:
 
 
 @pytest.fixture
-async def small(engine: AsyncEngine) -> int:
+async def small(engine: AsyncEngine, allocator: Allocator) -> int:
     """A /24 (static band .1-.16, dynamic .17-.254) holding .20, .21 and .30; its id."""
     created = await ranges.create_range(engine, "small", "10.0.0.0/24")
     for n, ip in enumerate(("10.0.0.20", "10.0.0.21", "10.0.0.30")):
-        await take(engine, f"o{n}", ip)
+        await take(allocator, f"o{n}", ip)
     return created.id
 
 
@@ -55,7 +55,9 @@ async def test_a_healthy_store_is_consistent(engine: AsyncEngine, small: int) ->
     assert seen[-1] == ("small", 2, 2)
 
 
-async def test_a_leaked_bit_is_found_and_cleared(engine: AsyncEngine, small: int) -> None:
+async def test_a_leaked_bit_is_found_and_cleared(
+    engine: AsyncEngine, small: int, allocator: Allocator
+) -> None:
     # 10.0.0.117 is dynamic offset 117 - 17 = bit 100 of dynamic block 0; bit 239 is padding
     # (the dynamic band has 238 addresses); counts are bumped too so only the bits are wrong.
     await sql(
@@ -73,10 +75,12 @@ async def test_a_leaked_bit_is_found_and_cleared(engine: AsyncEngine, small: int
     assert [f.outcome for f in repaired.findings] == [Outcome.REPAIRED, Outcome.REPAIRED]
     assert repaired.unresolved == []
     await assert_clean(engine)
-    await take(engine, "newcomer", "10.0.0.117")  # the address can be handed out again
+    await take(allocator, "newcomer", "10.0.0.117")  # the address can be handed out again
 
 
-async def test_a_missing_bit_is_found_and_set(engine: AsyncEngine, small: int) -> None:
+async def test_a_missing_bit_is_found_and_set(
+    engine: AsyncEngine, small: int, allocator: Allocator
+) -> None:
     # 10.0.0.30 is held, but its bit (dynamic bit 13) is cleared and the counts follow the bits.
     await sql(
         engine,
@@ -90,7 +94,7 @@ async def test_a_missing_bit_is_found_and_set(engine: AsyncEngine, small: int) -
     assert (report.findings[0].ip, report.findings[0].outcome) == ("10.0.0.30", Outcome.REPAIRED)
     await assert_clean(engine)
     with pytest.raises(IPAlreadyAllocated):  # the address can no longer be handed out twice
-        await take(engine, "intruder", "10.0.0.30")
+        await take(allocator, "intruder", "10.0.0.30")
 
 
 async def test_drifting_counts_are_found_and_recounted(engine: AsyncEngine, small: int) -> None:
@@ -131,19 +135,21 @@ async def test_out_of_range_rows_are_released_with_events(engine: AsyncEngine, s
     await assert_clean(engine)
 
 
-async def test_a_missing_lazy_block_is_recreated(engine: AsyncEngine) -> None:
+async def test_a_missing_lazy_block_is_recreated(engine: AsyncEngine, allocator: Allocator) -> None:
     await ranges.create_range(engine, "v6", "fd00:10:96::/64")
-    await take(engine, "a", "fd00:10:96::1:5")
+    await take(allocator, "a", "fd00:10:96::1:5")
     await sql(engine, "DELETE FROM bitmap_block")
     report = await verify(engine, repair=True)
     assert report.counts() == found(report, missing_bit=1, count_drift=1)
     assert "does not exist" in report.findings[0].detail
     await assert_clean(engine)
     with pytest.raises(IPAlreadyAllocated):
-        await take(engine, "b", "fd00:10:96::1:5")
+        await take(allocator, "b", "fd00:10:96::1:5")
 
 
-async def test_a_gap_in_the_log_is_reported_and_kept(engine: AsyncEngine, small: int) -> None:
+async def test_a_gap_in_the_log_is_reported_and_kept(
+    engine: AsyncEngine, small: int, allocator: Allocator
+) -> None:
     await sql(engine, "DELETE FROM event WHERE revision IN (2, 4)")
     report = await verify(engine, repair=True)
     assert report.counts() == found(report, log_gap=2)
@@ -158,7 +164,7 @@ async def test_a_gap_in_the_log_is_reported_and_kept(engine: AsyncEngine, small:
     assert (await verify(engine)).counts() == NONE
 
 
-async def traffic(engine: AsyncEngine, clients: int, rounds: int) -> None:
+async def traffic(allocator: Allocator, clients: int, rounds: int) -> None:
     """Concurrent dynamic and user-requested allocations and releases, bounded in count."""
 
     async def client(n: int) -> None:
@@ -168,8 +174,7 @@ async def traffic(engine: AsyncEngine, clients: int, rounds: int) -> None:
             ip = f"10.1.0.{rng.randint(1, 254)}" if rng.random() < 0.3 else None
             family = "IPv6" if rng.random() < 0.3 else "IPv4"
             try:
-                held, _ = await allocate(
-                    engine,
+                held, _ = await allocator.allocate(
                     AllocationRequest(
                         owner=owner,
                         ip=netaddr.IPAddress(ip) if ip and family == "IPv4" else None,
@@ -179,7 +184,7 @@ async def traffic(engine: AsyncEngine, clients: int, rounds: int) -> None:
             except (IPAlreadyAllocated, RangeFull):
                 continue
             if rng.random() < 0.5:
-                await release(engine, held.ip, owner)  # only this client releases it
+                await allocator.release(held.ip, owner)  # only this client releases it
 
     await asyncio.gather(*(client(n) for n in range(clients)))
 
@@ -188,16 +193,20 @@ def family_of(name: str) -> Family:
     return Family(name)
 
 
-async def test_verify_is_clean_after_concurrent_traffic(engine: AsyncEngine) -> None:
+async def test_verify_is_clean_after_concurrent_traffic(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     await ranges.create_range(engine, "busy", "10.1.0.0/24")
     await ranges.create_range(engine, "busy6", "fd00:1::/64")
-    await traffic(engine, clients=12, rounds=15)
+    await traffic(allocator, clients=12, rounds=15)
     report = await verify(engine)
     assert report.counts() == NONE, report.document()
     assert report.allocations == sum(r.allocated for r in await ranges.list_ranges(engine))
 
 
-async def test_repairs_run_while_the_service_serves(engine: AsyncEngine) -> None:
+async def test_repairs_run_while_the_service_serves(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
     busy = await ranges.create_range(engine, "busy", "10.1.0.0/24")
     await ranges.create_range(engine, "busy6", "fd00:1::/64")
     await sql(engine, "UPDATE ip_range SET allocated = allocated + 7 WHERE id = :id", id=busy.id)
@@ -208,7 +217,7 @@ async def test_repairs_run_while_the_service_serves(engine: AsyncEngine) -> None
         id=busy.id,
     )
     repair = asyncio.create_task(verify(engine, repair=True))
-    await traffic(engine, clients=12, rounds=15)
+    await traffic(allocator, clients=12, rounds=15)
     report = await repair
     assert report.counts()["leak"] + report.counts()["count-drift"] >= 2
     await assert_clean(engine)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from allocator.api import observed
 from allocator.api.auth import Administers, Reads
-from allocator.api.deps import EngineDep, JsonBody, json_response
+from allocator.api.deps import EngineDep, JsonBody, json_response, reader
 from allocator.api.openapi import problems
 from allocator.api.schemas import TEXT_PATTERN, RangeCreate, RangeList, RangeRead
-from allocator.service import ranges
 
 router = APIRouter(prefix="/v1/ranges", tags=["ranges"])
 
@@ -30,13 +29,13 @@ async def create_range(body: RangeCreate, engine: EngineDep) -> Response:
 
 
 @router.get("", response_model=RangeList, dependencies=[Reads])
-async def list_ranges(engine: EngineDep) -> Response:
-    return json_response({"items": [r.document() for r in await ranges.list_ranges(engine)]})
+async def list_ranges(http: Request) -> Response:
+    return json_response(await reader(http).ranges())
 
 
 @router.get("/{name}", response_model=RangeRead, dependencies=[Reads], responses=problems(404))
-async def get_range(engine: EngineDep, name: str = RangeName) -> Response:
-    return json_response((await ranges.get_range(engine, name)).document())
+async def get_range(http: Request, name: str = RangeName) -> Response:
+    return json_response(await reader(http).range_(name))
 
 
 @router.delete("/{name}", status_code=204, dependencies=[Administers], responses=problems(404, 409))

@@ -1,0 +1,75 @@
+"""The write statement: a group of allocations and releases in one call of ``allocator_write``.
+
+The function (installed by migration 0002, its SQL in ``migrations/versions``) runs as the
+statement's own transaction: one round trip takes the addresses, changes the bits, rows and
+counts, appends the events and bumps the head. Refusals come back as outcomes, one per operation,
+in the order given.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_WRITE = """
+SELECT status, problem, detail, extension, revision, body
+FROM allocator_write($1::text[], $2::text[], $3::text[]::inet[], $4::text[], $5::text[],
+                     $6::text[]::jsonb[])
+"""
+
+
+class Kind(enum.StrEnum):
+    ALLOCATE = "allocate"
+    RELEASE = "release"
+    RELEASE_OWNER = "release_owner"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One write: an allocation (dynamic when ``ip`` is None), a release of ``ip`` (guarded by
+    ``owner`` when given), or a release of everything ``owner`` holds."""
+
+    kind: Kind
+    owner: str | None
+    ip: str | None = None
+    range: str | None = None
+    family: str | None = None
+    metadata: str | None = None
+    """The metadata object as JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one operation got: ``status`` as the HTTP contract answers it alone (0: it must wait
+    for a block, run it again alone); a refusal's ``problem`` type, ``detail`` and ``extension``
+    (JSON text); the ``revision`` of its first event; the allocation as JSON text (for a release
+    of an owner's, a JSON array of them)."""
+
+    status: int
+    problem: str | None
+    detail: str | None
+    extension: str | None
+    revision: int | None
+    body: str | None
+
+    @property
+    def deferred(self) -> bool:
+        return self.status == 0
+
+
+async def write(connection: Any, operations: Sequence[Operation]) -> list[Outcome]:
+    """Apply ``operations`` in one call on an asyncpg connection outside any transaction; return
+    their outcomes in order. Raises asyncpg's errors when the call fails as a whole (nothing of
+    it is then stored)."""
+    rows = await connection.fetch(
+        _WRITE,
+        [o.kind.value for o in operations],
+        [o.owner for o in operations],
+        [o.ip for o in operations],
+        [o.range for o in operations],
+        [o.family for o in operations],
+        [o.metadata for o in operations],
+    )
+    return [Outcome(*row) for row in rows]
