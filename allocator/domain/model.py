@@ -28,6 +28,8 @@ class Range:
     allocated: int
     created_at: datetime
     revision: int
+    static_allocated: int = 0
+    """How many of the allocations lie in the static band."""
 
     @property
     def free(self) -> int:

@@ -135,3 +135,11 @@ class ServiceRange:
     def band_of(self, offset: int) -> Band:
         """Return the band holding a usable offset."""
         return self.static_band if self.static_band.contains(offset) else self.dynamic_band
+
+    def locate(self, ip: netaddr.IPAddress) -> tuple[Band, int, int]:
+        """Return the band, block number and bit of a usable address; raise IPNotInRange for
+        any other address."""
+        offset = self.offset_of(ip)
+        band = self.band_of(offset)
+        block_no, bit = band.locate(offset)
+        return band, block_no, bit

@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import netaddr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.address import parse_address
 from allocator.domain.band import BandKind
 from allocator.domain.bitmap import is_set, set_bits, with_bit
+from allocator.domain.errors import IPNotInRange
 from allocator.domain.model import Range
 from allocator.domain.range import ServiceRange
 from allocator.service.unit_of_work import run
@@ -186,8 +188,6 @@ async def _check_range(
     geometry = stored.geometry
     report.ranges += 1
     report.geometry[stored.id] = geometry
-    network = int(geometry.network.network)
-    version = geometry.network.version
     total = await consistency.count_blocks(connection, stored.id)
 
     def finding(kind: Kind, detail: str, **where: Any) -> None:
@@ -197,13 +197,13 @@ async def _check_range(
 
     def place(ip: Any) -> tuple[int, int, int] | None:
         """Return ``(band, block_no, bit)`` of an address, None when it is not usable here."""
-        offset = int(ip) - network
-        if ip.version != version or not 1 <= offset <= geometry.size:
+        try:
+            band, block_no, bit = geometry.locate(netaddr.IPAddress(int(ip), ip.version))
+        except IPNotInRange:
             return None
-        band = geometry.band_of(offset)
-        block_no, bit = band.locate(offset)
         return int(band.kind), block_no, bit
 
+    counted_static = 0
     rows = _addresses(connection, stored.id)
     row = await anext(rows, None)
     counted_bits = 0
@@ -275,6 +275,7 @@ async def _check_range(
                 **where,
             )
         counted_bits += len(valid)
+        counted_static += len(valid) if block.band is BandKind.STATIC else 0
         checked += 1
         report.blocks += 1
         if progress is not None and (checked % 64 == 0 or checked == total):
@@ -286,6 +287,12 @@ async def _check_range(
         finding(
             Kind.COUNT_DRIFT,
             f"range {stored.name} counts {stored.allocated} allocated, its bits say {counted_bits}",
+        )
+    if stored.static_allocated != counted_static:
+        finding(
+            Kind.COUNT_DRIFT,
+            f"range {stored.name} counts {stored.static_allocated} allocated in its static band, "
+            f"its bits say {counted_static}",
         )
 
 
@@ -394,9 +401,11 @@ async def _remove_stray(connection: AsyncConnection, *, finding: Finding) -> Non
     if held is None or held.range_id != finding.range_id:
         finding.outcome = Outcome.GONE
         return
-    geometry = ServiceRange.of(held.network, check_limits=False)
-    offset = int(held.allocation.ip) - int(geometry.network.network)
-    if held.allocation.ip.version == geometry.network.version and 1 <= offset <= geometry.size:
+    try:
+        ServiceRange.of(held.network, check_limits=False).locate(held.allocation.ip)
+    except IPNotInRange:
+        pass  # still stray: remove it
+    else:
         finding.outcome = Outcome.GONE
         return
     revision = await consistency.remove(connection, held)
@@ -405,7 +414,7 @@ async def _remove_stray(connection: AsyncConnection, *, finding: Finding) -> Non
 
 
 async def _recount(connection: AsyncConnection, *, range_id: int, group: list[Finding]) -> None:
-    """Set a range's allocated count to its rows, under the count row's lock."""
+    """Set a range's counts to its rows, under the count row's lock."""
     allocated = await consistency.lock_count(connection, range_id)
     if allocated is None:
         for finding in group:

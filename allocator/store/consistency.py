@@ -76,9 +76,18 @@ _HELD = text(
 )
 # FOR NO KEY UPDATE, as allocations' count updates take it: it does not block the key-share
 # locks of foreign keys from new allocation rows.
-_LOCK_COUNT = text("SELECT allocated FROM ip_range WHERE id = :range_id FOR NO KEY UPDATE")
-_COUNT_ROWS = text("SELECT count(*) FROM allocation WHERE range_id = :range_id")
-_SET_COUNT = text("UPDATE ip_range SET allocated = :allocated WHERE id = :range_id")
+_LOCK_COUNT = text(
+    "SELECT allocated, static_allocated FROM ip_range WHERE id = :range_id FOR NO KEY UPDATE"
+)
+_COUNT_ROWS = text(
+    "SELECT count(*) AS allocated,"
+    " count(*) FILTER (WHERE allocator_offset(a.ip, r.cidr) <= r.static_size) AS static_allocated"
+    " FROM allocation a JOIN ip_range r ON r.id = a.range_id WHERE a.range_id = :range_id"
+)
+_SET_COUNT = text(
+    "UPDATE ip_range SET allocated = :allocated, static_allocated = :static_allocated"
+    " WHERE id = :range_id"
+)
 _REMOVE = text(
     "WITH gone AS (DELETE FROM allocation WHERE ip = CAST(:ip AS inet) RETURNING ip),"
     f" head AS ({bump_head(1, after='gone')})"
@@ -153,17 +162,28 @@ async def held(connection: AsyncConnection, range_id: int, ips: list[str]) -> se
     return {str(row[0]) for row in rows}
 
 
-async def lock_count(connection: AsyncConnection, range_id: int) -> int | None:
-    """Lock a range's count row; return its allocated count (None: the range is gone)."""
-    return (await connection.execute(_LOCK_COUNT, {"range_id": range_id})).scalar()
+Counts = tuple[int, int]
+"""A range's allocated count and how many of them lie in its static band."""
 
 
-async def count_rows(connection: AsyncConnection, range_id: int) -> int:
-    return int((await connection.execute(_COUNT_ROWS, {"range_id": range_id})).scalar_one())
+async def lock_count(connection: AsyncConnection, range_id: int) -> Counts | None:
+    """Lock a range's count row; return its counts (None: the range is gone)."""
+    row = (await connection.execute(_LOCK_COUNT, {"range_id": range_id})).first()
+    return (int(row.allocated), int(row.static_allocated)) if row else None
 
 
-async def set_count(connection: AsyncConnection, range_id: int, allocated: int) -> None:
-    await connection.execute(_SET_COUNT, {"range_id": range_id, "allocated": allocated})
+async def count_rows(connection: AsyncConnection, range_id: int) -> Counts:
+    """Return the counts a range's allocation rows give."""
+    row = (await connection.execute(_COUNT_ROWS, {"range_id": range_id})).one()
+    return int(row.allocated), int(row.static_allocated)
+
+
+async def set_count(connection: AsyncConnection, range_id: int, counts: Counts) -> None:
+    allocated, static_allocated = counts
+    await connection.execute(
+        _SET_COUNT,
+        {"range_id": range_id, "allocated": allocated, "static_allocated": static_allocated},
+    )
 
 
 async def remove(connection: AsyncConnection, stray: Held) -> int:

@@ -16,7 +16,7 @@ from allocator.domain.range import ServiceRange
 from allocator.store import bitmap
 from allocator.store.event_log import bump_head, event_json
 
-_COLUMNS = "id, name, cidr, allocated, created_at, revision"
+_COLUMNS = "id, name, cidr, allocated, created_at, revision, static_allocated"
 
 _BY_NAME = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name")
 _BY_NAME_LOCKED = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name FOR UPDATE")
@@ -55,6 +55,7 @@ def _range(row: Row[Any]) -> Range:
         allocated=row.allocated,
         created_at=row.created_at,
         revision=row.revision,
+        static_allocated=row.static_allocated,
     )
 
 

@@ -26,6 +26,7 @@ FUNCTIONS = (
     "allocator_empty_block(integer)",
     "allocator_next_range(text, smallint, text)",
     "allocator_band_room(ip_range, smallint)",
+    "allocator_locate(ip_range, inet)",
     "allocator_block_bits(ip_range, smallint, bigint)",
     "allocator_eager(ip_range)",
     "allocator_band_size(ip_range, smallint)",
@@ -37,7 +38,7 @@ FUNCTIONS = (
     "allocator_address(cidr, numeric)",
     "allocator_offset(inet, cidr)",
 )
-TYPES = ("allocator_draft", "allocator_outcome", "allocator_spot", "allocator_held")
+TYPES = ("allocator_draft", "allocator_outcome", "allocator_spot", "allocator_place", "allocator_held")
 
 
 def upgrade() -> None:

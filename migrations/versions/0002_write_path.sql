@@ -176,6 +176,21 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 
+-- Where a usable address lives: its band, block and bit (allocator.domain.range.ServiceRange.locate);
+-- NULL for any other address.
+CREATE TYPE allocator_place AS (band smallint, block_no bigint, bit integer);
+
+CREATE FUNCTION allocator_locate(r ip_range, ip inet) RETURNS allocator_place
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN o.place BETWEEN 1 AND r.size THEN
+        ROW(b.band,
+            floor((o.place - allocator_band_first(r, b.band)) / 4096),
+            (o.place - allocator_band_first(r, b.band)) % 4096)::allocator_place
+    END
+    FROM (SELECT allocator_offset(ip, r.cidr) AS place) AS o,
+         LATERAL (SELECT CASE WHEN o.place <= r.static_size THEN 0 ELSE 1 END::smallint AS band) AS b
+$$;
+
 -- Whether a band of a range has a free address by its counts. allocator_next_range spells the
 -- same conditions out, so that its queries match the partial indexes above.
 CREATE FUNCTION allocator_band_room(r ip_range, band smallint) RETURNS boolean
@@ -363,6 +378,7 @@ DECLARE
     h allocator_held;
     held record;
     spot allocator_spot;
+    at allocator_place;
     fam text;
     named boolean;
     busy boolean;
@@ -399,23 +415,16 @@ BEGIN
             WHERE op.kind = 'release_owner'
         ),
         placed AS (
-            SELECT rr AS wr, p.band, p.place - allocator_band_first(rr, p.band) AS band_offset
+            SELECT rr, allocator_locate(rr, w.ip) AS p
             FROM wanted w
-            JOIN ip_range rr ON rr.id = w.range_id AND rr.cidr >>= w.ip
-            CROSS JOIN LATERAL (SELECT allocator_offset(w.ip, rr.cidr) AS place) x
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN x.place <= rr.static_size THEN 0 ELSE 1 END::smallint AS band,
-                       x.place) p
-            WHERE x.place BETWEEN 1 AND rr.size
-        ),
-        keyed AS (
-            SELECT DISTINCT (p.wr).id AS range_id, p.band,
-                   floor(p.band_offset / 4096)::bigint AS block_no,
-                   allocator_eager(p.wr) AS eager,
-                   allocator_block_bits(p.wr, p.band, floor(p.band_offset / 4096)::bigint) AS nbits
-            FROM placed p
+            JOIN ip_range rr ON rr.id = w.range_id
         )
-        SELECT * FROM keyed ORDER BY range_id, band, block_no
+        SELECT DISTINCT (rr).id AS range_id, (p).band, (p).block_no,
+               allocator_eager(rr) AS eager,
+               allocator_block_bits(rr, (p).band, (p).block_no) AS nbits
+        FROM placed
+        WHERE p IS NOT NULL
+        ORDER BY range_id, band, block_no
     LOOP
         IF NOT target.eager THEN
             INSERT INTO bitmap_block (range_id, band, block_no, bits, free)
@@ -505,10 +514,10 @@ BEGIN
                                CASE WHEN place = 0 THEN 'network' ELSE 'broadcast' END, r.cidr));
                     CONTINUE operation;
                 END IF;
-                spot_band := CASE WHEN place <= r.static_size THEN 0 ELSE 1 END;
-                place := place - allocator_band_first(r, spot_band);
-                spot_block := floor(place / 4096);
-                spot_bit := (place % 4096)::integer;
+                at := allocator_locate(r, ips[i]);
+                spot_band := at.band;
+                spot_block := at.block_no;
+                spot_bit := at.bit;
                 SELECT get_bit(b.bits, spot_bit) INTO busy
                 FROM bitmap_block b
                 WHERE b.range_id = r.id
@@ -621,17 +630,14 @@ BEGIN
                         json_build_object('holder', held.owner));
                     CONTINUE operation;
                 END IF;
-                place := allocator_offset(held.ip, (held.rr).cidr);
-                spot_band := CASE WHEN place <= (held.rr).static_size THEN 0 ELSE 1 END;
-                place := place - allocator_band_first(held.rr, spot_band);
-                spot_bit := (place % 4096)::integer;
+                at := allocator_locate(held.rr, held.ip);
                 DELETE FROM allocation a WHERE a.ip = held.ip;
                 UPDATE bitmap_block b
-                SET bits = set_bit(b.bits, spot_bit, 0),
-                    free = b.free + get_bit(b.bits, spot_bit)
+                SET bits = set_bit(b.bits, at.bit, 0),
+                    free = b.free + get_bit(b.bits, at.bit)
                 WHERE b.range_id = held.range_id
-                  AND b.band = spot_band
-                  AND b.block_no = floor(place / 4096);
+                  AND b.band = at.band
+                  AND b.block_no = at.block_no;
                 event_types := event_types || 'RELEASED'::text;
                 first_event := coalesce(first_event, array_length(event_types, 1));
                 h := ROW(held.ip, held.family, (held.rr).name, held.owner, held.metadata,
@@ -641,7 +647,7 @@ BEGIN
                 helds := helds || h;
                 delta_ranges := delta_ranges || held.range_id;
                 delta_counts := delta_counts || -1;
-                delta_static := delta_static || (spot_band - 1);
+                delta_static := delta_static || (at.band - 1);
             END LOOP;
             IF kinds[i] = 'release' AND first_event IS NULL THEN
                 drafts := drafts || allocator_refusal(404, 'ip-not-allocated',
