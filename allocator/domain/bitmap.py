@@ -2,7 +2,7 @@
 
 A block is stored as bytes in the order Postgres' ``get_bit``/``set_bit`` use on ``bytea``: bit
 ``n`` is bit ``n % 8`` (least significant first) of byte ``n // 8``. That is exactly a little-endian
-integer, so Python's big integers do the searching in C.
+integer. (The search for a free bit runs in the database: ``allocator_free_bit``, migration 0002.)
 """
 
 from __future__ import annotations
@@ -26,21 +26,6 @@ def set_bits(block: bytes) -> list[int]:
         found.append(low.bit_length() - 1)
         value ^= low
     return found
-
-
-def next_free(block: bytes, bits: int, start: int) -> int | None:
-    """Return the first clear bit at or after ``start``, wrapping around; None when all are set.
-
-    Only the first ``bits`` bits count: the padding of the last byte is never offered.
-    Starting at a random bit spreads concurrent allocators over the block, so two of them that
-    read the same block snapshot rarely pick the same bit.
-    """
-    free = ~int.from_bytes(block, "little") & ((1 << bits) - 1)
-    if not free:
-        return None
-    ahead = free >> start << start
-    candidates = ahead or free
-    return (candidates & -candidates).bit_length() - 1
 
 
 def with_bit(block: bytes, bit: int, value: bool) -> bytes:

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from allocator.domain.bitmap import empty_block, is_set, next_free, set_bits, with_bit
+from allocator.domain.bitmap import empty_block, set_bits, with_bit
 
 
 @st.composite
@@ -13,28 +13,6 @@ def blocks(draw: st.DrawFn) -> tuple[bytes, int]:
     for bit in taken:
         block = with_bit(block, bit, True)
     return block, bits
-
-
-@given(blocks(), st.data())
-def test_next_free_is_the_first_clear_bit_from_start_wrapping(
-    sample: tuple[bytes, int], data: st.DataObject
-) -> None:
-    block, bits = sample
-    start = data.draw(st.integers(0, bits - 1))
-    free = [b for b in range(bits) if not is_set(block, b)]
-    chosen = next_free(block, bits, start)
-    if not free:
-        assert chosen is None
-        return
-    expected = min((b for b in free if b >= start), default=free[0])
-    assert chosen == expected
-
-
-def test_padding_bits_are_never_offered() -> None:
-    block = empty_block(3)
-    for bit in range(3):
-        block = with_bit(block, bit, True)
-    assert next_free(block, 3, 0) is None
 
 
 @given(blocks(), st.data())
