@@ -227,3 +227,17 @@ async def test_list_pages_in_address_order_at_one_revision(
     assert len(seen) == 7
     only = await list_allocations(reader, owner="o3")
     assert [a.owner for a in only.items] == ["o3"]
+
+
+async def test_a_request_naming_no_range_tries_ranges_by_name_dynamic_bands_first(
+    engine: AsyncEngine, allocator: Allocator
+) -> None:
+    for name, cidr in (("c", "10.3.0.0/27"), ("a", "10.1.0.0/27"), ("b", "10.2.0.0/28")):
+        await ranges.create_range(engine, name, cidr)  # /27: 16 static, 14 dynamic; /28: 14
+    got = [(await allocator.allocate(AllocationRequest(owner=f"o{n}")))[0] for n in range(14 * 3)]
+    assert [a.range for a in got] == ["a"] * 14 + ["b"] * 14 + ["c"] * 14, "dynamic bands by name"
+    assert all(r.geometry.band_of(r.geometry.offset_of(a.ip)).kind == 1 for a in got[:14]
+               for r in [await ranges.get_range(engine, "a")])  # fmt: skip
+    static = [(await allocator.allocate(AllocationRequest(owner=f"s{n}")))[0] for n in range(17)]
+    assert [a.range for a in static] == ["a"] * 16 + ["c"], "then static bands, by name"
+    assert (await ranges.get_range(engine, "a")).static_allocated == 16

@@ -1,0 +1,106 @@
+"""Upgrades keep data: a database written by the previous schema upgrades with everything intact."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import netaddr
+import pytest
+from alembic import command
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from allocator.service.allocator import AllocationRequest, Allocator
+from allocator.settings import Settings
+from allocator.store import migration
+from allocator.store.database import create_engine, create_pool
+from tests.integration.consistency import assert_consistent
+
+# What the previous version wrote for two ranges and three allocations: a /24 with .3 in its
+# static band and .100 in its dynamic band, a lazy IPv6 /64 with one address in the far half of
+# its dynamic band (the last block, 3,839 bits long), their events and the head.
+PREVIOUS_VERSION_DATA = """
+INSERT INTO ip_range (id, name, cidr, family, static_size, allocated, created_at, revision)
+VALUES (1, 'old-v4', '10.0.0.0/24', 'IPv4', 16, 2, now(), 1),
+       (2, 'old-v6', 'fd00::/64', 'IPv6', 256, 1, now(), 2);
+INSERT INTO bitmap_block (range_id, band, block_no, bits, free)
+VALUES (1, 0, 0, set_bit(decode(repeat('00', 2), 'hex'), 2, 1), 15),
+       (1, 1, 0, set_bit(decode(repeat('00', 30), 'hex'), 83, 1), 237),
+       (2, 1, 4503599627370495, set_bit(decode(repeat('00', 480), 'hex'), 3837, 1), 3838);
+INSERT INTO allocation (ip, family, range_id, owner, metadata, created_at, revision)
+VALUES ('10.0.0.3', 'IPv4', 1, 'static-owner', '{"port": 53}', now(), 3),
+       ('10.0.0.100', 'IPv4', 1, 'dynamic-owner', '{}', now(), 4),
+       ('fd00::ffff:ffff:ffff:fffe', 'IPv6', 2, 'far-owner', '{}', now(), 5);
+INSERT INTO event (revision, type, payload)
+SELECT n, CASE WHEN n <= 2 THEN 'RANGE_ADDED' ELSE 'ALLOCATED' END,
+       json_build_object('type', 'placeholder', 'revision', n)
+FROM generate_series(1, 5) AS n;
+UPDATE log_head SET revision = 5;
+"""
+
+
+@pytest.fixture
+async def old_database(database_url: str) -> AsyncIterator[str]:
+    """A database of its own, at migration 0001 and holding the previous version's data."""
+    name = f"allocator_upgrade_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(database_url).set(database=name).render_as_string(False)
+    engine = create_engine(url, Settings(database_url=url, pool_size=2))
+
+    def to_previous(connection: Connection) -> None:
+        command.upgrade(migration.alembic_config(connection), "0001")
+        for statement in migration.statements(PREVIOUS_VERSION_DATA):
+            connection.exec_driver_sql(statement)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(to_previous)
+        yield url
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_upgrade_keeps_allocations_blocks_events_and_revisions(old_database: str) -> None:
+    settings = Settings(database_url=old_database, pool_size=4)
+    engine: AsyncEngine = create_engine(old_database, settings)
+    pool: Any = await create_pool(old_database, settings)
+    try:
+        await migration.upgrade(engine)
+        async with engine.connect() as connection:
+            ranges = (
+                await connection.execute(
+                    text("SELECT name, size, allocated, static_allocated FROM ip_range ORDER BY id")
+                )
+            ).all()
+            events = (await connection.execute(text("SELECT count(*) FROM event"))).scalar_one()
+        assert [tuple(r) for r in ranges] == [
+            ("old-v4", 254, 2, 1),
+            ("old-v6", 2**64 - 1, 1, 0),
+        ], "sizes computed, the static band's count taken from its block"
+        assert events == 5
+        before = await assert_consistent(engine)
+        assert len(before) == 3
+
+        allocator = Allocator(pool)
+        retry, created = await allocator.allocate(AllocationRequest(owner="static-owner"))
+        assert (str(retry.ip), created, retry.revision, retry.metadata) == (
+            "10.0.0.3",
+            False,
+            3,
+            {"port": 53},
+        ), "an allocation of the previous version is held as it was"
+        fresh, created = await allocator.allocate(AllocationRequest(owner="new", range="old-v4"))
+        assert created and fresh.revision == 6, "revisions go on from the old head"
+        far, revision = await allocator.release(netaddr.IPAddress("fd00::ffff:ffff:ffff:fffe"))
+        assert (far.owner, revision) == ("far-owner", 7)
+        released = await allocator.release_owner("static-owner")
+        assert [str(a.ip) for a, _ in released] == ["10.0.0.3"]
+        assert await assert_consistent(engine) == {netaddr.IPAddress("10.0.0.100"), fresh.ip}
+    finally:
+        await pool.close()
+        await engine.dispose()
