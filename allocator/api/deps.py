@@ -69,7 +69,7 @@ def _query_params_of(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """Refuse query parameters the route does not define, and any given twice (422), as unknown
     body fields are: a misspelt ``ownr=`` must not silently widen a release or a listing to
     everything, nor ``owner=a&owner=b`` mean whichever one the framework keeps."""

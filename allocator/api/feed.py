@@ -27,7 +27,9 @@ async def running_feed(
     app: FastAPI, engine: AsyncEngine, settings: Settings
 ) -> AsyncIterator[None]:
     """Run the tailer (with its LISTEN connection) and retention while the app serves."""
-    tailer = Tailer(engine, poll_interval=settings.feed_poll_interval, window=settings.feed_window)
+    tailer = Tailer(
+        app.state.reader, poll_interval=settings.feed_poll_interval, window=settings.feed_window
+    )
     listener = Listener(dsn_of(engine.url), tailer.wake, connect_timeout=settings.connect_timeout)
     policy = RetentionPolicy(
         keep_seconds=settings.event_retention_seconds,

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.domain.errors import RevisionCompacted, RevisionUnknown
 from allocator.service.frame import Frame, bookmark, of_event, of_stored
-from allocator.service.unit_of_work import UnitOfWork, run
+from allocator.service.reader import Reader
+from allocator.service.unit_of_work import UnitOfWork
 from allocator.store import allocations, ranges
-from allocator.store.event_log import Bounds, head_revision, read_after
+from allocator.store.event_log import Bounds, head_revision
 
 SNAPSHOT_PAGE = 1000
 
@@ -40,23 +41,19 @@ def check_since(bounds: Bounds, since: int) -> None:
         )
 
 
-async def list_events(engine: AsyncEngine, since: int, limit: int) -> EventPage:
+async def list_events(reader: Reader, since: int, limit: int) -> EventPage:
     """Return up to ``limit`` events after ``since`` and the head revision (one snapshot).
 
     Raises RevisionCompacted, RevisionUnknown (see ``check_since``).
     """
-
-    async def work(connection: AsyncConnection) -> EventPage:
-        bounds, rows = await read_after(connection, since, limit)
-        check_since(bounds, since)
-        return EventPage([of_stored(row.revision, row.payload) for row in rows], bounds.head)
-
-    return await run(engine, work, read_only=True)
+    bounds, rows = await reader.log_after(since, limit)
+    check_since(bounds, since)
+    return EventPage([of_stored(row.revision, row.payload) for row in rows], bounds.head)
 
 
-async def head_of(engine: AsyncEngine) -> Bounds:
+async def head_of(reader: Reader) -> Bounds:
     """Return the log's bounds."""
-    bounds, _ = await run(engine, lambda c: read_after(c, 0, 0), read_only=True)
+    bounds, _ = await reader.log_after(0, 0)
     return bounds
 
 

@@ -22,12 +22,10 @@ import uuid
 from collections import deque
 from itertools import islice
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from allocator.domain.errors import AllocatorError, RevisionCompacted, RevisionUnknown
 from allocator.service.frame import Frame, of_stored
-from allocator.service.unit_of_work import run
-from allocator.store.event_log import Bounds, LogRow, read_after
+from allocator.service.reader import Reader
+from allocator.store.event_log import Bounds, LogRow
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +100,8 @@ class Subscription:
 class Tailer:
     """Reads the log after ``head`` and fans it out. Start ``run()`` as a task."""
 
-    def __init__(self, engine: AsyncEngine, *, poll_interval: float, window: int) -> None:
-        self._engine = engine
+    def __init__(self, reader: Reader, *, poll_interval: float, window: int) -> None:
+        self._read = reader.log_after
         self._poll_interval = poll_interval
         self._window: deque[Frame] = deque(maxlen=window)
         self._subscriptions: set[Subscription] = set()
@@ -127,7 +125,7 @@ class Tailer:
 
     async def run(self) -> None:
         """Read new events until cancelled; errors are logged and the read retried."""
-        bounds, _ = await run(self._engine, lambda c: read_after(c, 0, 0), read_only=True)
+        bounds, _ = await self._read(0, 0)
         self._restart(bounds)
         self.started.set()
         failing = False
@@ -176,7 +174,7 @@ class Tailer:
 
     async def _read_new(self) -> None:
         while True:
-            bounds, rows = await run(self._engine, self._read_batch, read_only=True)
+            bounds, rows = await self._read(self.head, READ_BATCH)
             if bounds.head < self.head or bounds.epoch != self._epoch:
                 log.warning("the event log was reset (head %d < %d)", bounds.head, self.head)
                 self._restart(bounds)
@@ -185,9 +183,6 @@ class Tailer:
                 self._publish(rows)
             if len(rows) < READ_BATCH:
                 return
-
-    async def _read_batch(self, connection: AsyncConnection) -> tuple[Bounds, list[LogRow]]:
-        return await read_after(connection, self.head, READ_BATCH)
 
     def _publish(self, rows: list[LogRow]) -> None:
         frames = [of_stored(row.revision, row.payload) for row in rows]

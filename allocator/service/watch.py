@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from allocator.domain.errors import AllocatorError
 from allocator.service.events import check_since, head_of, list_events, snapshot
 from allocator.service.frame import Frame, bookmark, error
+from allocator.service.reader import Reader
 from allocator.service.tailer import Tailer, log_reset
 
 CATCH_UP_PAGE = 1000
@@ -37,19 +38,19 @@ class WatchOptions:
 
 
 async def open_watch(
-    engine: AsyncEngine, tailer: Tailer, since: int | None, options: WatchOptions
+    engine: AsyncEngine, reader: Reader, tailer: Tailer, since: int | None, options: WatchOptions
 ) -> AsyncGenerator[list[Frame]]:
     """Return the stream of a watcher (``since`` None: list first, as initial=true).
 
     Raises RevisionCompacted or RevisionUnknown for a ``since`` the log cannot serve.
     """
     if since is not None:
-        check_since(await head_of(engine), since)
-    return _stream(engine, tailer, since, options)
+        check_since(await head_of(reader), since)
+    return _stream(engine, reader, tailer, since, options)
 
 
 async def _stream(
-    engine: AsyncEngine, tailer: Tailer, since: int | None, options: WatchOptions
+    engine: AsyncEngine, reader: Reader, tailer: Tailer, since: int | None, options: WatchOptions
 ) -> AsyncGenerator[list[Frame]]:
     # A little jitter, so that watchers opened together do not all reconnect together.
     deadline = time.monotonic() + options.timeout_seconds * random.uniform(0.9, 1.0)
@@ -62,7 +63,7 @@ async def _stream(
     # Catch up from the database until the tailer's memory window reaches the position.
     while (attached := tailer.attach(position, options.queue)) is None:
         try:
-            page = await list_events(engine, position, CATCH_UP_PAGE)
+            page = await list_events(reader, position, CATCH_UP_PAGE)
         except AllocatorError as exc:  # compacted (or reset) while catching up
             yield [error(position, options.problem_of(exc))]
             return

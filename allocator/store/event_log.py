@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -77,27 +78,34 @@ class LogRow:
 # One statement, so one snapshot: the bounds and the rows agree. The rows visible to any snapshot
 # are exactly the revisions up to the head it sees (see the module docstring), so reading
 # ``revision > after`` in order never skips an event that commits later.
-_READ_AFTER = text(
-    "SELECT h.revision AS head, h.compacted, h.epoch, e.revision, e.payload"
-    " FROM log_head h LEFT JOIN LATERAL ("
-    "  SELECT revision, CAST(payload AS text) AS payload FROM event"
-    "  WHERE revision > :after ORDER BY revision LIMIT :limit) e ON TRUE"
-    " WHERE h.id = 1 ORDER BY e.revision"
-)
+_READ_AFTER = """
+SELECT h.revision AS head, h.compacted, h.epoch, e.revision, e.payload
+FROM log_head h
+LEFT JOIN LATERAL (
+    SELECT revision, payload::text AS payload
+    FROM event
+    WHERE revision > $1
+    ORDER BY revision
+    LIMIT $2
+) e ON true
+WHERE h.id = 1
+ORDER BY e.revision
+"""
 
 
-async def read_after(
-    connection: AsyncConnection, after: int, limit: int
-) -> tuple[Bounds, list[LogRow]]:
-    """Return the log's bounds and up to ``limit`` events with revision > ``after``, in order.
+async def read_after(connection: Any, after: int, limit: int) -> tuple[Bounds, list[LogRow]]:
+    """Return the log's bounds and up to ``limit`` events with revision > ``after``, in order,
+    read on an asyncpg connection outside any transaction (one statement, one round trip).
 
     When ``after`` is below ``compacted`` the rows do not start at ``after + 1``: callers check
     the bounds first.
     """
-    result = (await connection.execute(_READ_AFTER, {"after": after, "limit": limit})).all()
+    result = await connection.fetch(_READ_AFTER, after, limit)
     first = result[0]
-    bounds = Bounds(first.head, first.compacted, first.epoch)
-    return bounds, [LogRow(row.revision, row.payload) for row in result if row.revision is not None]
+    bounds = Bounds(first["head"], first["compacted"], first["epoch"])
+    return bounds, [
+        LogRow(r["revision"], r["payload"]) for r in result if r["revision"] is not None
+    ]
 
 
 _OLDEST = text(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
-from allocator.api.deps import EngineDep
+from allocator.api.deps import EngineDep, reader
 from allocator.api.feed_response import FeedResponse
 from allocator.api.limits import WatchLeaseDep
 from allocator.domain.errors import InvalidRequest
@@ -23,7 +23,7 @@ Revision = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 @router.get("/v1/events", responses={200: {"content": {"application/json": {}}}})
 async def list_events(
-    engine: EngineDep,
+    request: Request,
     since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Response:
@@ -31,7 +31,7 @@ async def list_events(
 
     410 ``revision-compacted`` when they were deleted, ``revision-unknown`` beyond the head.
     """
-    page = await events.list_events(engine, since, limit)
+    page = await events.list_events(reader(request), since, limit)
     body = b'{"items":[%s],"revision":%d}' % (b",".join(f.json for f in page.frames), page.head)
     return Response(body, media_type="application/json")
 
@@ -64,8 +64,8 @@ async def watch(
         elif since is not None and initial:
             raise InvalidRequest("give either since or initial=true, not both", field="initial")
         elif since is None and not initial:
-            since = (await events.head_of(engine)).head
-        stream = await open_watch(engine, tailer, since, options)
+            since = (await events.head_of(reader(request))).head
+        stream = await open_watch(engine, reader(request), tailer, since, options)
     except BaseException:
         lease.release()
         raise
