@@ -192,7 +192,7 @@ class AllocationList(BaseModel):
     next_cursor: str | None = Field(description="the cursor of the next page; null on the last")
 
 
-class Released(BaseModel):
+class ReleasedAllocations(BaseModel):
     model_config = examples({"released": [ALLOCATION_EXAMPLE]})
 
     released: list[AllocationRead] = Field(description="every allocation the owner held")

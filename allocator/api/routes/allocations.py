@@ -17,7 +17,7 @@ from allocator.api.schemas import (
     AllocationCreate,
     AllocationList,
     AllocationRead,
-    Released,
+    ReleasedAllocations,
 )
 from allocator.domain import errors
 from allocator.domain.address import Family, parse_address
@@ -164,7 +164,7 @@ async def release(ip: IP, engine: EngineDep, http: Request, owner: Owner = None)
     "",
     operation_id="releaseOwner",
     summary="Release everything an owner holds",
-    response_model=Released,
+    response_model=ReleasedAllocations,
     dependencies=[Allocates],
     responses=refusals(errors.Forbidden),
 )
