@@ -15,7 +15,7 @@ Every operation says in its decorator what a generated client needs:
 
 Parameters carry a ``description``; bodies and responses carry examples in their models.
 ``install`` then makes the document say what this server does: problem responses are
-``application/problem+json``; on an open server (no tokens file) no operation needs a token or
+``application/problem+json``; optional parameters are never null; on an open server (no tokens file) no operation needs a token or
 answers 401 or 403; the watch's ``timeout_seconds`` goes up to this server's maximum.
 """
 
@@ -64,6 +64,7 @@ def install(app: FastAPI, *, open_server: bool, watch_timeout_seconds: int) -> N
             for item in document.get("paths", {}).values():
                 for operation in item.values():
                     _problems_as_problem_json(operation)
+                    _parameters_without_null(operation)
                     if open_server:
                         operation.pop("security", None)
                         for status in AUTH_STATUSES:
@@ -83,6 +84,18 @@ def _problems_as_problem_json(operation: dict[str, Any]) -> None:
         content = response.get("content", {})
         if MEDIA_TYPE in content and "application/json" in content:
             content[MEDIA_TYPE] = content.pop("application/json")
+
+
+def _parameters_without_null(operation: dict[str, Any]) -> None:
+    """Declare an optional parameter as its type alone, not "its type or null" (FastAPI's
+    rendering of ``str | None = None``): a query string cannot carry a null, and a generated
+    client would offer one."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter["schema"]
+        variants = schema.get("anyOf", [])
+        if len(variants) == 2 and {"type": "null"} in variants:
+            del schema["anyOf"]
+            schema.update(next(v for v in variants if v != {"type": "null"}))
 
 
 def _bound_watch_timeout(document: dict[str, Any], maximum: int) -> None:

@@ -228,6 +228,25 @@ class CellUsage(Span):
 class OccupancyRead(BaseModel):
     """How a range is used: per band, per materialized block, and as a map of equal slices."""
 
+    model_config = examples(
+        {
+            "range": RANGE_EXAMPLE,
+            "revision": 4,
+            "lazy": False,
+            "bands": [
+                {"band": "static", "first": "10.96.0.1", "last": "10.96.1.0", "size": 256}
+                | {"used": 1, "blocks": 1, "materialized_blocks": 1},
+                {"band": "dynamic", "first": "10.96.1.1", "last": "10.111.255.254"}
+                | {"size": 1048318, "used": 2, "blocks": 256, "materialized_blocks": 256},
+            ],
+            "blocks": [
+                {"band": "static", "block_no": 0, "first": "10.96.0.1", "last": "10.96.1.0"}
+                | {"size": 256, "used": 1},
+            ],
+            "cells": None,
+        }
+    )
+
     range: RangeRead
     revision: int
     lazy: bool = Field(description="blocks are created on first use; absent blocks are free")

@@ -19,7 +19,6 @@ from generated_client.api.allocations import (
 )
 from generated_client.api.events import list_events
 from generated_client.api.ranges import create_range
-from generated_client.types import UNSET
 from generated_client.models import (
     AllocatedEvent,
     AllocationCreate,
@@ -40,6 +39,7 @@ from generated_client.models import (
     ReleasedAllocations,
     ReleasedEvent,
 )
+from generated_client.types import UNSET
 
 
 def main(base_url: str) -> dict[str, object]:
