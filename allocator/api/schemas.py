@@ -225,6 +225,10 @@ class CellUsage(Span):
     used: int
 
 
+STATIC_SPAN = RANGE_EXAMPLE["static_band"]
+DYNAMIC_SPAN = {"first": "10.96.1.1", "last": "10.111.255.254", "size": 1048318}
+
+
 class OccupancyRead(BaseModel):
     """How a range is used: per band, per materialized block, and as a map of equal slices."""
 
@@ -234,15 +238,16 @@ class OccupancyRead(BaseModel):
             "revision": 4,
             "lazy": False,
             "bands": [
-                {"band": "static", "first": "10.96.0.1", "last": "10.96.1.0", "size": 256}
-                | {"used": 1, "blocks": 1, "materialized_blocks": 1},
-                {"band": "dynamic", "first": "10.96.1.1", "last": "10.111.255.254"}
-                | {"size": 1048318, "used": 2, "blocks": 256, "materialized_blocks": 256},
+                {"band": "static", **STATIC_SPAN, "used": 1, "blocks": 1, "materialized_blocks": 1},
+                {
+                    "band": "dynamic",
+                    **DYNAMIC_SPAN,
+                    "used": 2,
+                    "blocks": 256,
+                    "materialized_blocks": 256,
+                },
             ],
-            "blocks": [
-                {"band": "static", "block_no": 0, "first": "10.96.0.1", "last": "10.96.1.0"}
-                | {"size": 256, "used": 1},
-            ],
+            "blocks": [{"band": "static", "block_no": 0, **STATIC_SPAN, "used": 1}],
             "cells": None,
         }
     )
