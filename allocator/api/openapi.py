@@ -46,6 +46,7 @@ TAGS = [
 ]
 
 AUTH_STATUSES = ("401", "403")
+OPEN = " This server has no tokens file: no operation needs a token."
 WATCH = ("/v1/watch", "get", "timeout_seconds")
 
 
@@ -61,6 +62,8 @@ def install(app: FastAPI, *, open_server: bool, watch_timeout_seconds: int) -> N
                 routes=app.routes,
                 tags=TAGS,
             )
+            if open_server:
+                document["info"]["description"] += OPEN
             for item in document.get("paths", {}).values():
                 for operation in item.values():
                     _problems_as_problem_json(operation)
