@@ -22,6 +22,7 @@ from allocator.api.routes import metrics as metrics_routes
 from allocator.service.allocator import Allocator
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
 from allocator.service.reader import Reader
+from allocator.service.watch import longest_timeout
 from allocator.settings import Settings
 from allocator.store import migration
 from allocator.store.database import create_engine, create_pool, resolve_url
@@ -64,8 +65,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     problems.install(app, settings.retry_after_seconds)
-    openapi.install(app)
     app.state.authenticator = Authenticator.from_settings(settings)
+    openapi.install(
+        app,
+        open_server=app.state.authenticator.open,
+        watch_timeout_seconds=longest_timeout(settings.watch_timeout_seconds),
+    )
     audit(logging.getLogger("allocator.change"))  # each change line names its principal
     app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -77,14 +82,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     # Outermost: the request id and the log line cover every other middleware's answers too.
     app.add_middleware(RequestLog, metrics=app.state.metrics)
     # Each route of ranges and allocations names the permission it needs; the feed only reads.
-    app.include_router(ranges.router, dependencies=[KnownQuery], responses=openapi.COMMON)
-    app.include_router(allocations.router, dependencies=[KnownQuery], responses=openapi.COMMON)
-    app.include_router(
-        events.router,
-        dependencies=[Reads, KnownQuery],
-        responses={**openapi.COMMON, **openapi.problems(410, 429)},
-    )
+    app.include_router(ranges.router, dependencies=[KnownQuery])
+    app.include_router(allocations.router, dependencies=[KnownQuery])
+    app.include_router(events.router, dependencies=[Reads, KnownQuery])
     app.include_router(health.router)  # probes need no token
-    app.include_router(occupancy.router, responses=openapi.COMMON)
+    app.include_router(occupancy.router)
     app.include_router(metrics_routes.router)  # scraped like the probes, without a token
     return app

@@ -16,14 +16,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from types import TracebackType
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 from fastapi import Depends, Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from allocator.api.problems import problem, problem_response
-from allocator.domain.errors import TooManyWatchers
+from allocator.api.problems import document_of, problem_response
+from allocator.domain.errors import RequestTooLarge, TooManyWatchers
 from allocator.domain.token import Principal
 
 
@@ -40,7 +40,7 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await problem_response(self.refusal())(scope, receive, send)
+            await problem_response(document_of(self.refusal()))(scope, receive, send)
             return
         received = 0
 
@@ -50,20 +50,17 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # FastAPI lets an HTTPException raised while reading the body through to the
-                    # exception handlers, which answer with the problem document.
-                    raise HTTPException(413, self.refusal()["detail"])
+                    # FastAPI lets only an HTTPException out of reading the body; the exception
+                    # handler answers one raised from a domain error with that error's document.
+                    refusal = self.refusal()
+                    raise HTTPException(413, refusal.detail) from refusal
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def refusal(self) -> dict[str, Any]:
-        return problem(
-            413,
-            "request-too-large",
-            "Request too large",
-            f"request bodies are limited to {self.max_bytes} bytes",
-            limit=self.max_bytes,
+    def refusal(self) -> RequestTooLarge:
+        return RequestTooLarge(
+            f"request bodies are limited to {self.max_bytes} bytes", limit=self.max_bytes
         )
 
 

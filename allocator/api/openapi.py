@@ -1,8 +1,22 @@
-"""The problem responses, declared in the OpenAPI schema as they are sent.
+"""The OpenAPI schema as served: the contract that clients are generated from.
 
-Routes name the refusals of their own (``problems(404, 409)``); the refusals every ``/v1`` route
-can give (401, 403, 413, 422, 503) are declared once per router in ``COMMON``. ``install``
-makes the schema say what the server sends: ``application/problem+json`` for every 4xx and 5xx.
+Every operation says in its decorator what a generated client needs:
+
+    @router.post(
+        "",
+        operation_id="allocate",              # camelCase, stable: a function name in every client
+        summary="Allocate an address",
+        status_code=201,
+        response_model=AllocationRead,       # documentation: hot routes send encoded documents
+        responses={200: {...}, **refusals(RangeNotFound, IPAlreadyAllocated, ...)},
+    )
+    async def allocate(...):
+        \"\"\"What it does and what it refuses (the operation's description).\"\"\"
+
+Parameters carry a ``description``; bodies and responses carry examples in their models.
+``install`` then makes the document say what this server does: problem responses are
+``application/problem+json``; optional parameters are never null; on an open server (no tokens file) no operation needs a token or
+answers 401 or 403; the watch's ``timeout_seconds`` goes up to this server's maximum.
 """
 
 from __future__ import annotations
@@ -11,64 +25,33 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict
 
+from allocator.api.problem_schemas import Problem
 from allocator.api.problems import MEDIA_TYPE
 
+TAGS = [
+    {"name": "ranges", "description": "The service-cluster-ip-range: one object per CIDR."},
+    {
+        "name": "allocations",
+        "description": "Service VIPs: dynamic or user-requested, one per owner and family, "
+        "released by address or by owner.",
+    },
+    {
+        "name": "events",
+        "description": "The ordered feed of every change, with dense revisions: polled, or "
+        "watched as a stream (list+watch in one call with initial=true).",
+    },
+    {"name": "health", "description": "Probes for the orchestrator; no token needed."},
+    {"name": "operations", "description": "Prometheus metrics; no token needed."},
+]
 
-class Problem(BaseModel):
-    """An RFC 9457 problem document; extension members depend on the type."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class InvalidRequestProblem(Problem):
-    """A 422: ``invalid-request`` (with ``errors``, one per bad field) or a domain refusal such as
-    ``ip-not-in-range`` (without)."""
-
-    errors: list[FieldError] | None = None
+AUTH_STATUSES = ("401", "403")
+OPEN = " This server has no tokens file: no operation needs a token."
+WATCH = ("/v1/watch", "get", "timeout_seconds")
 
 
-DESCRIPTIONS = {
-    401: "No bearer token, or one that is not valid (unauthorized)",
-    403: "The token's role may not do this (forbidden)",
-    404: "Not found",
-    409: "Conflict with the current state",
-    410: "Revision compacted or unknown",
-    413: "Request body too large (request-too-large)",
-    422: "Invalid request",
-    429: "Too many open watches for this token (too-many-watchers)",
-    503: "Database unavailable; retry after Retry-After seconds",
-}
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Return the ``responses`` declaration of these problem statuses."""
-    return {
-        status: {
-            "model": InvalidRequestProblem if status == 422 else Problem,
-            "description": DESCRIPTIONS[status],
-        }
-        for status in statuses
-    }
-
-
-COMMON = problems(401, 403, 413, 422, 503)
-"""What any route under /v1 may answer, whatever it does."""
-
-
-def install(app: FastAPI) -> None:
-    """Serve an OpenAPI schema whose error responses are ``application/problem+json``."""
+def install(app: FastAPI, *, open_server: bool, watch_timeout_seconds: int) -> None:
+    """Serve an OpenAPI schema that says what this server does."""
 
     def schema() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -77,14 +60,59 @@ def install(app: FastAPI) -> None:
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
+                tags=TAGS,
             )
-            for path in document.get("paths", {}).values():
-                for operation in path.values():
-                    for status, response in operation.get("responses", {}).items():
-                        content = response.get("content", {})
-                        if status[0] in "45" and "application/json" in content:
-                            content[MEDIA_TYPE] = content.pop("application/json")
+            if open_server:
+                document["info"]["description"] += OPEN
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    _problems_as_problem_json(operation)
+                    _parameters_without_null(operation)
+                    if open_server:
+                        operation.pop("security", None)
+                        for status in AUTH_STATUSES:
+                            operation.get("responses", {}).pop(status, None)
+            _bound_watch_timeout(document, watch_timeout_seconds)
+            _add_problem_catalogue(document)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]
+
+
+def _problems_as_problem_json(operation: dict[str, Any]) -> None:
+    """Move the schema FastAPI put under application/json to application/problem+json, where a
+    response declares that media type (``refusals`` does)."""
+    for response in operation.get("responses", {}).values():
+        content = response.get("content", {})
+        if MEDIA_TYPE in content and "application/json" in content:
+            content[MEDIA_TYPE] = content.pop("application/json")
+
+
+def _parameters_without_null(operation: dict[str, Any]) -> None:
+    """Declare an optional parameter as its type alone, not "its type or null" (FastAPI's
+    rendering of ``str | None = None``): a query string cannot carry a null, and a generated
+    client would offer one."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter["schema"]
+        variants = schema.get("anyOf", [])
+        if len(variants) == 2 and {"type": "null"} in variants:
+            del schema["anyOf"]
+            schema.update(next(v for v in variants if v != {"type": "null"}))
+
+
+def _bound_watch_timeout(document: dict[str, Any], maximum: int) -> None:
+    path, method, name = WATCH
+    for parameter in document["paths"][path][method]["parameters"]:
+        if parameter["name"] == name:
+            parameter["schema"]["maximum"] = maximum
+            parameter["description"] += f" (at most {maximum} on this server, its default)"
+
+
+def _add_problem_catalogue(document: dict[str, Any]) -> None:
+    """Add ``Problem`` and ``ProblemType``, which list every problem type the server sends (each
+    response declares the ones it can be)."""
+    catalogue = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(catalogue.pop("$defs"))
+    schemas["Problem"] = catalogue

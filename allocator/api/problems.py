@@ -34,11 +34,17 @@ STATUS: dict[type[errors.AllocatorError], int] = {
     errors.RevisionUnknown: 410,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
+    errors.RequestTooLarge: 413,
     errors.TooManyWatchers: 429,
     errors.Unavailable: 503,
 }
 
 MEDIA_TYPE = "application/problem+json"
+
+HTTP_TYPES = {404: "not-found", 405: "method-not-allowed"}
+"""The types of the framework's own refusals (a path or method that does not exist)."""
+HTTP_ERROR = "http-error"
+INTERNAL_ERROR = "internal-error"
 
 
 def problem(status: int, type_: str, title: str, detail: str, **extensions: Any) -> dict[str, Any]:
@@ -130,9 +136,9 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        slug = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
-            exc.status_code, "http-error"
-        )
+        if isinstance(exc.__cause__, errors.AllocatorError):  # raised where only these get out
+            return problem_response(document_of(exc.__cause__))
+        slug = HTTP_TYPES.get(exc.status_code, HTTP_ERROR)
         if exc.status_code == 400 and exc.__cause__ is not None:
             # FastAPI's answer to a body it could not decode (bytes that are not UTF-8, JSON
             # nested deeper than the parser goes): the request is invalid, like any bad JSON.
@@ -156,7 +162,7 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(
-            problem(500, "internal-error", "Internal error", "an unexpected error occurred")
+            problem(500, INTERNAL_ERROR, "Internal error", "an unexpected error occurred")
         )
 
     app.add_exception_handler(errors.AllocatorError, allocator_error)

@@ -1,4 +1,8 @@
-"""Request and response bodies of the HTTP contract (API.md)."""
+"""Request and response bodies of the HTTP contract, as the OpenAPI schema declares them.
+
+The hot routes return documents encoded once (``Range.document()``, ``Allocation.document()``)
+rather than these models; the models are what the schema promises those documents are.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +10,151 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from allocator.domain.address import Family
 from allocator.domain.metadata import check_metadata
-
-FamilyName = Literal["IPv4", "IPv6"]
+from allocator.domain.range import NAME_PATTERN as RANGE_NAME
 
 # The shapes of names, addresses and CIDRs, so the schema tells clients (and generators of test
 # input) what can be valid; the domain checks the rest (octet ranges, leading zeros, host bits).
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+NAME_PATTERN = RANGE_NAME.pattern
 ADDRESS_PATTERN = r"^[0-9A-Fa-f:.]{2,45}$"
 CIDR_PATTERN = r"^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 """Owners and names looked up (not created) in queries and paths: no control characters, which
 no stored owner or name has and Postgres text cannot always hold (NUL)."""
 
+CREATED_AT = "2026-11-25T10:00:00Z"
+RANGE_EXAMPLE: dict[str, Any] = {
+    "name": "default-ipv4",
+    "cidr": "10.96.0.0/12",
+    "family": "IPv4",
+    "size": 1048574,
+    "allocated": 3,
+    "free": 1048571,
+    "static_band": {"first": "10.96.0.1", "last": "10.96.1.0", "size": 256},
+    "created_at": CREATED_AT,
+    "revision": 1,
+}
+ALLOCATION_EXAMPLE: dict[str, Any] = {
+    "ip": "10.96.0.10",
+    "family": "IPv4",
+    "range": "default-ipv4",
+    "owner": "kube-system/kube-dns",
+    "metadata": {"port": 53},
+    "created_at": CREATED_AT,
+    "revision": 42,
+}
+
+
+def examples(*documents: dict[str, Any]) -> ConfigDict:
+    """Return the config of a model whose schema shows ``documents`` as examples."""
+    return ConfigDict(json_schema_extra={"examples": list(documents)})
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def absent_or(description: str) -> Any:
+    """Return the field of a member that is left out (never null) when it has no value; its
+    annotation is ``T | SkipJsonSchema[None]``."""
+    return Field(default=None, description=description, json_schema_extra=_no_default)
+
 
 class RangeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "default-ipv4", "cidr": "10.96.0.0/12"}]},
+    )
 
-    name: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN, examples=["default-ipv4"])
-    cidr: str = Field(min_length=1, max_length=64, pattern=CIDR_PATTERN, examples=["10.96.0.0/12"])
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="1-63 characters of [a-z0-9-], alphanumeric at both ends",
+    )
+    cidr: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=CIDR_PATTERN,
+        description="the network, host bits zero: IPv4 prefix 8-30, IPv6 prefix 64-126",
+    )
 
 
-class StaticBand(BaseModel):
+class Span(BaseModel):
+    """Consecutive usable addresses; ``first`` and ``last`` are null when ``size`` is 0."""
+
     first: str | None
     last: str | None
     size: int
 
 
 class RangeRead(BaseModel):
+    """A range: its CIDR, exact counts (integers, even beyond 2^53) and its static band."""
+
+    model_config = examples(RANGE_EXAMPLE)
+
     name: str
-    cidr: str
-    family: FamilyName
-    size: int
+    cidr: str = Field(description="canonical text")
+    family: Family
+    size: int = Field(description="usable addresses: not the network, nor the IPv4 broadcast")
     allocated: int
     free: int
-    static_band: StaticBand
+    static_band: Span = Field(
+        description="the first usable addresses, for user-requested IPs (KEP-3070); "
+        "dynamic allocation takes them only when the rest is full"
+    )
     created_at: datetime
-    revision: int
+    revision: int = Field(description="the revision that created the range")
 
 
 class RangeList(BaseModel):
-    items: list[RangeRead]
+    model_config = examples({"items": [RANGE_EXAMPLE]})
+
+    items: list[RangeRead] = Field(description="ordered by name")
 
 
 class AllocationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    owner: str = Field(min_length=1, max_length=253, examples=["default/my-svc"])
-    ip: str | None = Field(
-        default=None, max_length=64, pattern=ADDRESS_PATTERN, examples=["10.96.0.10"]
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"owner": "default/web"},
+                {"owner": "kube-system/kube-dns", "ip": "10.96.0.10", "metadata": {"port": 53}},
+                {"owner": "default/web", "family": "IPv6", "range": "default-ipv6"},
+            ]
+        },
     )
-    range: str | None = Field(default=None, min_length=1, max_length=63, pattern=TEXT_PATTERN)
-    family: FamilyName | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    owner: str = Field(
+        min_length=1,
+        max_length=253,
+        description="who holds the address (a namespace/name, a UID...): 1-253 printable characters",
+    )
+    ip: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=ADDRESS_PATTERN,
+        description="the address wanted (a user-requested IP); absent, a free one is chosen",
+    )
+    range: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=TEXT_PATTERN,
+        description="the range to take it from; absent, any range of the family",
+    )
+    family: Family | None = Field(
+        default=None,
+        description="absent: the family of ip, else of range, else IPv4; one that contradicts them is refused",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="any JSON object, kept with the allocation and sent in its events "
+        "(at most 16 KiB as JSON, 8 levels deep)",
+    )
 
     @field_validator("owner")
     @classmethod
@@ -76,32 +171,41 @@ class AllocationCreate(BaseModel):
 
 
 class AllocationRead(BaseModel):
-    ip: str
-    family: FamilyName
+    """A held address and who holds it."""
+
+    model_config = examples(ALLOCATION_EXAMPLE)
+
+    ip: str = Field(description="canonical text (IPv6 compressed, lowercase)")
+    family: Family
     range: str
     owner: str
     metadata: dict[str, Any]
     created_at: datetime
-    revision: int
+    revision: int = Field(description="the revision that created the allocation")
 
 
 class AllocationList(BaseModel):
-    items: list[AllocationRead]
-    revision: int
-    next_cursor: str | None
+    model_config = examples({"items": [ALLOCATION_EXAMPLE], "revision": 42, "next_cursor": None})
+
+    items: list[AllocationRead] = Field(description="in numeric address order")
+    revision: int = Field(description="the revision the page was read at")
+    next_cursor: str | None = Field(description="the cursor of the next page; null on the last")
 
 
-class Released(BaseModel):
-    released: list[AllocationRead]
+class ReleasedAllocations(BaseModel):
+    model_config = examples({"released": [ALLOCATION_EXAMPLE]})
+
+    released: list[AllocationRead] = Field(description="every allocation the owner held")
+
+
+class Health(BaseModel):
+    model_config = examples({"status": "ok"}, {"status": "unavailable", "reason": "TimeoutError"})
+
+    status: Literal["ok", "unavailable"]
+    reason: str | SkipJsonSchema[None] = absent_or("why it is not ready")
 
 
 BandName = Literal["static", "dynamic"]
-
-
-class Span(BaseModel):
-    first: str | None
-    last: str | None
-    size: int
 
 
 class BandUsage(Span):
@@ -121,8 +225,32 @@ class CellUsage(Span):
     used: int
 
 
+STATIC_SPAN = RANGE_EXAMPLE["static_band"]
+DYNAMIC_SPAN = {"first": "10.96.1.1", "last": "10.111.255.254", "size": 1048318}
+
+
 class OccupancyRead(BaseModel):
     """How a range is used: per band, per materialized block, and as a map of equal slices."""
+
+    model_config = examples(
+        {
+            "range": RANGE_EXAMPLE,
+            "revision": 4,
+            "lazy": False,
+            "bands": [
+                {"band": "static", **STATIC_SPAN, "used": 1, "blocks": 1, "materialized_blocks": 1},
+                {
+                    "band": "dynamic",
+                    **DYNAMIC_SPAN,
+                    "used": 2,
+                    "blocks": 256,
+                    "materialized_blocks": 256,
+                },
+            ],
+            "blocks": [{"band": "static", "block_no": 0, **STATIC_SPAN, "used": 1}],
+            "cells": None,
+        }
+    )
 
     range: RangeRead
     revision: int

@@ -17,6 +17,7 @@
      ├── RevisionUnknown          410 revision-unknown
      ├── Unauthorized             401 unauthorized          (no token, or one that is not known)
      ├── Forbidden                403 forbidden             (role, permission)
+     ├── RequestTooLarge          413 request-too-large     (limit)
      ├── TooManyWatchers          429 too-many-watchers     (limit)
      └── Unavailable              503 database-unavailable
 
@@ -123,6 +124,11 @@ class Unauthorized(AllocatorError):
 class Forbidden(AllocatorError):
     type = "forbidden"
     title = "Forbidden"
+
+
+class RequestTooLarge(AllocatorError):
+    type = "request-too-large"
+    title = "Request too large"
 
 
 class TooManyWatchers(AllocatorError):

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from allocator.domain.errors import AllocatorError
+from allocator.domain.errors import AllocatorError, InvalidRequest
 from allocator.service.events import check_since, head_of, list_events, snapshot
 from allocator.service.frame import Frame, bookmark, error
 from allocator.service.reader import Reader
@@ -37,23 +37,47 @@ class WatchOptions:
     """Renders the problem document of an ERROR event (the HTTP layer owns the statuses)."""
 
 
-async def open_watch(
-    engine: AsyncEngine, reader: Reader, tailer: Tailer, since: int | None, options: WatchOptions
-) -> AsyncGenerator[list[Frame]]:
-    """Return the stream of a watcher (``since`` None: list first, as initial=true).
+def longest_timeout(server_timeout: float) -> int:
+    """Return the longest ``timeout_seconds`` a client may ask of a server whose own is
+    ``server_timeout``."""
+    return max(1, int(server_timeout))
 
-    Raises RevisionCompacted or RevisionUnknown for a ``since`` the log cannot serve.
+
+async def open_watch(
+    engine: AsyncEngine,
+    reader: Reader,
+    tailer: Tailer,
+    since: int | None,
+    options: WatchOptions,
+    timeout_seconds: int | None = None,
+) -> AsyncGenerator[list[Frame]]:
+    """Return the stream of a watcher (``since`` None: list first, as initial=true), which ends
+    after ``timeout_seconds`` (None: about the server's timeout).
+
+    Raises RevisionCompacted or RevisionUnknown for a ``since`` the log cannot serve,
+    InvalidRequest for a timeout beyond the server's.
     """
+    longest = longest_timeout(options.timeout_seconds)
+    if timeout_seconds is not None and timeout_seconds > longest:
+        raise InvalidRequest(
+            f"timeout_seconds may be at most {longest} on this server", field="timeout_seconds"
+        )
     if since is not None:
         check_since(await head_of(reader), since)
-    return _stream(engine, reader, tailer, since, options)
+    # Unless the client chose, a little jitter, so that watchers opened together do not all
+    # reconnect together.
+    timeout = timeout_seconds or options.timeout_seconds * random.uniform(0.9, 1.0)
+    return _stream(engine, reader, tailer, since, options, time.monotonic() + timeout)
 
 
 async def _stream(
-    engine: AsyncEngine, reader: Reader, tailer: Tailer, since: int | None, options: WatchOptions
+    engine: AsyncEngine,
+    reader: Reader,
+    tailer: Tailer,
+    since: int | None,
+    options: WatchOptions,
+    deadline: float,
 ) -> AsyncGenerator[list[Frame]]:
-    # A little jitter, so that watchers opened together do not all reconnect together.
-    deadline = time.monotonic() + options.timeout_seconds * random.uniform(0.9, 1.0)
     position = since
     if position is None:
         async for frames in snapshot(engine):

@@ -7,8 +7,12 @@ The default run sends a few thousand requests; ``-m slow`` runs the long form.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,14 +31,15 @@ sent = {"requests": 0}
 TOKEN = new_token()
 """The fuzzer's admin token, known to schemathesis as the bearer credential of the schema's
 security scheme: requests that lack it on purpose are then its own negative cases."""
+TOKENS = Path(tempfile.mkdtemp(prefix="fuzz-")) / "tokens"
+append_record(TOKENS, record_for(TOKEN, "fuzzer", Role.ADMIN))
+atexit.register(shutil.rmtree, TOKENS.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fuzz_server(database_url: str) -> Iterator[str]:
     """A real server process with tokens, seeded with one range per family."""
-    tokens = tmp_path_factory.mktemp("fuzz") / "tokens"
-    append_record(tokens, record_for(TOKEN, "fuzzer", Role.ADMIN))
-    with running_server(database_url, ALLOCATOR_TOKENS_FILE=str(tokens)) as url:
+    with running_server(database_url, ALLOCATOR_TOKENS_FILE=str(TOKENS)) as url:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         for name, cidr in (("fuzz-v4", "10.200.0.0/16"), ("fuzz-v6", "fd00:200::/112")):
             httpx.post(f"{url}/v1/ranges", json={"name": name, "cidr": cidr}, headers=headers)
@@ -42,8 +47,6 @@ def fuzz_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     print(f"\nschemathesis: {sent['requests']} requests sent", file=sys.stderr)
 
 
-# The schema the server serves, built the same way without starting one (so tests can be
-# collected before any server runs).
 # Schema-valid input may still be refused with 422: the schema gives the shape of an address or
 # a CIDR, but only the domain knows that 10.0.0.5/8 has host bits set or that an address lies in
 # no range; a revision beyond the head is a valid integer but 410. Every other check runs as schemathesis defines it.
@@ -74,10 +77,15 @@ CONFIG = schemathesis.Config.from_dict(
         },
     }
 )
+
+# The schema the server serves, built the same way without starting one (so tests can be
+# collected before any server runs): with tokens, so every /v1 operation declares bearer auth.
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(database_url="postgresql://unused@127.0.0.1/unused")).openapi(),
+    create_app(
+        Settings(database_url="postgresql://unused@127.0.0.1/unused", tokens_file=TOKENS)
+    ).openapi(),
     config=CONFIG,
-).exclude(path="/v1/watch")  # a stream that does not end; tests/api/test_limits.py covers it
+).exclude(path="/v1/watch")  # a stream (tests/api/test_watch_timeout.py covers its timeout)
 
 
 def call(case: schemathesis.Case, url: str) -> None:

@@ -2,42 +2,82 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from allocator.api import observed
 from allocator.api.auth import Allocates, Reads
 from allocator.api.deps import JsonBody, json_response, reader
-from allocator.api.openapi import problems
+from allocator.api.problem_schemas import refusals
 from allocator.api.schemas import (
+    ADDRESS_PATTERN,
     TEXT_PATTERN,
     AllocationCreate,
     AllocationList,
     AllocationRead,
-    FamilyName,
-    Released,
+    ReleasedAllocations,
 )
+from allocator.domain import errors
 from allocator.domain.address import Family, parse_address
 from allocator.service.allocator import AllocationRequest
 
 router = APIRouter(prefix="/v1/allocations", tags=["allocations"])
 
-Owner = Annotated[str | None, Query(min_length=1, max_length=253, pattern=TEXT_PATTERN)]
+IP = Annotated[
+    str,
+    # The pattern is declared, not checked: the domain's parser says what is wrong with an address.
+    Path(
+        description="an IPv4 or IPv6 address, in any valid text form",
+        examples=["10.96.0.10", "fd00:10:96::a"],
+        json_schema_extra={"pattern": ADDRESS_PATTERN},
+    ),
+]
+
+
+def _owner(description: str) -> Any:
+    return Query(min_length=1, max_length=253, pattern=TEXT_PATTERN, description=description)
+
+
+Owner = Annotated[
+    str | None, _owner("release only if this owner holds it (a guard against late releases)")
+]
 
 
 @router.post(
     "",
+    operation_id="allocate",
+    summary="Allocate an address",
     status_code=201,
     response_model=AllocationRead,
+    response_description="Allocated: a new allocation, at a new revision",
     responses={
-        200: {"model": AllocationRead, "description": "Already held by this owner"},
-        **problems(404, 409),
+        200: {
+            "model": AllocationRead,
+            "description": "Already held: the owner's allocation in that family, unchanged (a retry)",
+        },
+        **refusals(
+            errors.IPNotInRange,
+            errors.NoRangeForFamily,
+            errors.RangeNotFound,
+            errors.IPAlreadyAllocated,
+            errors.OwnerHasAllocation,
+            errors.RangeFull,
+            errors.Forbidden,
+            errors.RequestTooLarge,
+        ),
     },
     dependencies=[Allocates, JsonBody],
 )
 async def allocate(body: AllocationCreate, http: Request) -> Response:
+    """Without `ip`, a random free address of the family, from the dynamic band first (the static
+    band only when the dynamic band is full), in `range` or any range of the family. With `ip`,
+    that address (a user-requested IP), if it lies in a range and is free.
+
+    An owner holds one address per family: asking again with no `ip`, or the same one, returns
+    the one it holds (200) and changes nothing; asking for another is `owner-has-allocation`.
+    """
     request = AllocationRequest(
         owner=body.owner,
         ip=parse_address(body.ip) if body.ip is not None else None,
@@ -49,15 +89,29 @@ async def allocate(body: AllocationCreate, http: Request) -> Response:
     return json_response(allocation.document(), 201 if created else 200)
 
 
-@router.get("", response_model=AllocationList, dependencies=[Reads], responses=problems(404))
+@router.get(
+    "",
+    operation_id="listAllocations",
+    summary="List allocations",
+    response_model=AllocationList,
+    dependencies=[Reads],
+    responses=refusals(errors.RangeNotFound),
+)
 async def list_allocations(
     http: Request,
-    range: Annotated[str | None, Query(min_length=1, max_length=63, pattern=TEXT_PATTERN)] = None,
-    owner: Owner = None,
-    family: FamilyName | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    range: Annotated[
+        str | None,
+        Query(min_length=1, max_length=63, pattern=TEXT_PATTERN, description="only this range's"),
+    ] = None,
+    owner: Annotated[str | None, _owner("only this owner's")] = None,
+    family: Annotated[Family | None, Query(description="only this family's")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="at most this many")] = 500,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="the next_cursor of the previous page")
+    ] = None,
 ) -> Response:
+    """A page of allocations in numeric address order, read at one revision, and the cursor of
+    the next page (null on the last)."""
     page = await reader(http).allocations(
         range_name=range,
         owner=owner,
@@ -68,21 +122,48 @@ async def list_allocations(
     return json_response(page)
 
 
-@router.get("/{ip}", response_model=AllocationRead, dependencies=[Reads], responses=problems(404))
-async def get_allocation(ip: str, http: Request) -> Response:
+@router.get(
+    "/{ip}",
+    operation_id="getAllocation",
+    summary="Get the allocation of an address",
+    response_model=AllocationRead,
+    dependencies=[Reads],
+    responses=refusals(errors.IPNotAllocated),
+)
+async def get_allocation(ip: IP, http: Request) -> Response:
+    """Who holds the address, since when, and its metadata."""
     return json_response(await reader(http).allocation(parse_address(ip)))
 
 
-@router.delete("/{ip}", status_code=204, dependencies=[Allocates], responses=problems(404, 409))
-async def release(ip: str, http: Request, owner: Owner = None) -> Response:
+@router.delete(
+    "/{ip}",
+    operation_id="release",
+    summary="Release an address",
+    status_code=204,
+    response_description="Released",
+    dependencies=[Allocates],
+    responses=refusals(errors.IPNotAllocated, errors.OwnerMismatch, errors.Forbidden),
+)
+async def release(ip: IP, http: Request, owner: Owner = None) -> Response:
+    """Free the address at once. With `owner`, only if that owner holds it: a late release
+    must never free an address that was re-allocated (`owner-mismatch`)."""
     await observed.release(http, parse_address(ip), owner)
     return Response(status_code=204)
 
 
-@router.delete("", response_model=Released, dependencies=[Allocates])
+@router.delete(
+    "",
+    operation_id="releaseOwner",
+    summary="Release everything an owner holds",
+    response_model=ReleasedAllocations,
+    dependencies=[Allocates],
+    responses=refusals(errors.Forbidden),
+)
 async def release_owner(
     http: Request,
-    owner: Annotated[str, Query(min_length=1, max_length=253, pattern=TEXT_PATTERN)],
+    owner: Annotated[str, _owner("the owner whose allocations to release")],
 ) -> Response:
+    """Every allocation of the owner (both families), in one transaction; none is an empty
+    list, not an error."""
     released = await observed.release_owner(http, owner)
     return json_response({"released": [a.document() for a in released]})

@@ -8,29 +8,37 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from allocator.api.deps import EngineDep, reader
+from allocator.api.event_schemas import STREAM_CONTENT, EventList
 from allocator.api.feed_response import FeedResponse
 from allocator.api.limits import WatchLeaseDep
+from allocator.api.problem_schemas import refusals
+from allocator.domain import errors
 from allocator.domain.errors import InvalidRequest
 from allocator.service import events
-from allocator.service.frame import NDJSON, SSE, Wire
+from allocator.service.frame import SSE, Wire
 from allocator.service.tailer import Tailer
 from allocator.service.watch import WatchOptions, open_watch
 
 router = APIRouter(tags=["events"])
 
-Revision = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
+SINCE = "the events after this revision (the last one the client has)"
 
 
-@router.get("/v1/events", responses={200: {"content": {"application/json": {}}}})
+@router.get(
+    "/v1/events",
+    operation_id="listEvents",
+    summary="Poll the event feed",
+    response_model=EventList,
+    responses=refusals(errors.RevisionCompacted, errors.RevisionUnknown),
+)
 async def list_events(
     request: Request,
-    since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    since: Annotated[int, Query(ge=0, le=2**63 - 1, description=SINCE)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000, description="at most this many")] = 500,
 ) -> Response:
-    """The events with revision > ``since``, in order, and the head revision (poll form).
-
-    410 ``revision-compacted`` when they were deleted, ``revision-unknown`` beyond the head.
-    """
+    """The events with revision > `since`, in order, and the head revision. A `since` whose
+    events were deleted is `revision-compacted`, one beyond the head `revision-unknown`: list
+    again (`initial=true` on the watch, or the lists) and poll on from there."""
     page = await events.list_events(reader(request), since, limit)
     body = b'{"items":[%s],"revision":%d}' % (b",".join(f.json for f in page.frames), page.head)
     return Response(body, media_type="application/json")
@@ -38,24 +46,46 @@ async def list_events(
 
 @router.get(
     "/v1/watch",
-    responses={200: {"content": {NDJSON: {}, SSE: {}}, "description": "a stream of Events"}},
+    operation_id="watch",
+    summary="Watch the event feed",
+    status_code=200,
+    response_class=FeedResponse,
+    responses={
+        200: {"description": "A stream of Events, until the timeout", "content": STREAM_CONTENT},
+        **refusals(errors.RevisionCompacted, errors.RevisionUnknown, errors.TooManyWatchers),
+    },
 )
 async def watch(
     request: Request,
     engine: EngineDep,
     lease: WatchLeaseDep,
-    since: Revision = None,
-    initial: bool = False,
-    accept: Annotated[str, Header()] = NDJSON,
-    last_event_id: Annotated[str | None, Header()] = None,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description=SINCE)] = None,
+    initial: Annotated[
+        bool,
+        Query(description="first the current state (instead of since), then the events after it"),
+    ] = False,
+    timeout_seconds: Annotated[
+        int | None, Query(ge=1, description="end the stream after this many seconds")
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="an SSE client resuming: the id (revision) of the last event it got"),
+    ] = None,
 ) -> Response:
-    """Every event after ``since`` (or a list of the current state first, with ``initial``),
-    then live events, as NDJSON or (``Accept: text/event-stream``) Server-Sent Events.
+    """Every event after `since`, in order, then live events as they commit, until the stream's
+    timeout (`timeout_seconds`, else the server's own: minutes); then the client resumes from
+    the last revision it got. A `BOOKMARK` with the current revision comes when the stream is
+    live and after a few idle seconds.
 
-    ``Last-Event-ID`` (an SSE client reconnecting) takes the place of both. Neither given:
-    live events from the current head on.
+    With `initial=true`, first a `RANGE_ADDED` for every range and an `ALLOCATED` for every
+    allocation at one consistent revision S, then a `BOOKMARK` with `initial_end` at S, then
+    every event after S: list and watch with no gap. Neither: live events from the head on.
+
+    Newline-delimited JSON, one Event per line; with `Accept: text/event-stream`, Server-Sent
+    Events whose `id` is the revision (`Last-Event-ID` then resumes, in place of `since`).
+    A watcher that falls too far behind gets an `ERROR` event and the stream ends.
     """
-    wire: Wire = "sse" if SSE in accept else "ndjson"
+    wire: Wire = "sse" if SSE in request.headers.get("accept", "") else "ndjson"
     tailer: Tailer = request.app.state.tailer
     options: WatchOptions = request.app.state.watch_options
     try:  # a refusal gives the watch slot back at once; a stream keeps it until it ends
@@ -65,7 +95,7 @@ async def watch(
             raise InvalidRequest("give either since or initial=true, not both", field="initial")
         elif since is None and not initial:
             since = (await events.head_of(reader(request))).head
-        stream = await open_watch(engine, reader(request), tailer, since, options)
+        stream = await open_watch(engine, reader(request), tailer, since, options, timeout_seconds)
     except BaseException:
         lease.release()
         raise

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from allocator.api.deps import EngineDep, json_response
+from allocator.api.schemas import Health
 from allocator.store.migration import is_current
 
 router = APIRouter(tags=["health"])
@@ -15,15 +16,29 @@ router = APIRouter(tags=["health"])
 READY_TIMEOUT = 2.0
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    operation_id="getHealth",
+    summary="Liveness probe",
+    response_model=Health,
+    response_description="The process runs",
+)
 async def healthz() -> Response:
-    """200 while the process runs."""
+    """200 while the process runs, whatever the database does."""
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    summary="Readiness probe",
+    response_model=Health,
+    response_description="Ready: the database answers and its schema is the newest",
+    responses={503: {"model": Health, "description": "Not ready; reason says why"}},
+)
 async def readyz(engine: EngineDep) -> Response:
-    """200 when the database answers and its schema is at the newest migration, else 503."""
+    """200 when the database answers and its schema is at the newest migration, else 503
+    (route traffic elsewhere until it is ready again)."""
     try:
         current = await asyncio.wait_for(is_current(engine), READY_TIMEOUT)
     except Exception as exc:

@@ -14,7 +14,18 @@ from allocator.service.usage import Usage, usage
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(engine: EngineDep, metrics: MetricsDep) -> Response:
     """The process's counters and the database's gauges. When the database cannot be read, the
     counters are still served, with ``allocator_database_up 0`` and no range gauges."""

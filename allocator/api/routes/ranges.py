@@ -8,37 +8,76 @@ from starlette.responses import Response
 from allocator.api import observed
 from allocator.api.auth import Administers, Reads
 from allocator.api.deps import EngineDep, JsonBody, json_response, reader
-from allocator.api.openapi import problems
+from allocator.api.problem_schemas import refusals
 from allocator.api.schemas import TEXT_PATTERN, RangeCreate, RangeList, RangeRead
+from allocator.domain import errors
 
 router = APIRouter(prefix="/v1/ranges", tags=["ranges"])
 
-RangeName = Path(min_length=1, max_length=63, pattern=TEXT_PATTERN)
+RangeName = Path(
+    min_length=1,
+    max_length=63,
+    pattern=TEXT_PATTERN,
+    description="the range's name",
+    examples=["default-ipv4"],
+)
 
 
 @router.post(
     "",
+    operation_id="createRange",
+    summary="Create a range",
     status_code=201,
     response_model=RangeRead,
+    response_description="Created, at a new revision",
     dependencies=[Administers, JsonBody],
-    responses=problems(409),
+    responses=refusals(
+        errors.RangeExists, errors.RangeOverlaps, errors.Forbidden, errors.RequestTooLarge
+    ),
 )
 async def create_range(body: RangeCreate, engine: EngineDep) -> Response:
+    """A CIDR to allocate from. Its host bits must be zero (the problem names the network
+    probably meant); it may not overlap another range (`range-overlaps` names it)."""
     created = await observed.create_range(engine, body.name, body.cidr)
     return json_response(created.document(), 201)
 
 
-@router.get("", response_model=RangeList, dependencies=[Reads])
+@router.get(
+    "",
+    operation_id="listRanges",
+    summary="List ranges",
+    response_model=RangeList,
+    dependencies=[Reads],
+    responses=refusals(),
+)
 async def list_ranges(http: Request) -> Response:
+    """Every range, by name, with its counts."""
     return json_response(await reader(http).ranges())
 
 
-@router.get("/{name}", response_model=RangeRead, dependencies=[Reads], responses=problems(404))
+@router.get(
+    "/{name}",
+    operation_id="getRange",
+    summary="Get a range",
+    response_model=RangeRead,
+    dependencies=[Reads],
+    responses=refusals(errors.RangeNotFound),
+)
 async def get_range(http: Request, name: str = RangeName) -> Response:
+    """The range with its exact counts and static band."""
     return json_response(await reader(http).range_(name))
 
 
-@router.delete("/{name}", status_code=204, dependencies=[Administers], responses=problems(404, 409))
+@router.delete(
+    "/{name}",
+    operation_id="deleteRange",
+    summary="Delete an empty range",
+    status_code=204,
+    response_description="Deleted",
+    dependencies=[Administers],
+    responses=refusals(errors.RangeNotFound, errors.RangeNotEmpty, errors.Forbidden),
+)
 async def delete_range(engine: EngineDep, name: str = RangeName) -> Response:
+    """Only a range without allocations can go (`range-not-empty` says how many remain)."""
     await observed.delete_range(engine, name)
     return Response(status_code=204)
