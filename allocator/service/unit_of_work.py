@@ -48,7 +48,14 @@ def sqlstate(exc: BaseException) -> str | None:
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot serve now (as opposed to refusing this request)."""
-    if isinstance(exc, PoolTimeout | OSError | InterfaceError | asyncpg.InterfaceError):
+    if isinstance(
+        exc,
+        PoolTimeout
+        | OSError
+        | InterfaceError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError,
+    ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
