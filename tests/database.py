@@ -14,15 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
+from allocator.settings import Settings
+from allocator.store.dsn import DatabaseUrl, connector
 from allocator.store.embedded import start_embedded
 
 
 async def _admin(url: str, statement: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(dsn)
+    connection = await connector(url, Settings())()
     try:
         await connection.execute(statement)
     finally:
@@ -43,7 +41,7 @@ def fresh_database() -> Iterator[str]:
     name = f"allocator_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(base).set(database=name).render_as_string(False)
+        yield DatabaseUrl.parse(base).with_database(name).libpq()
     finally:
         asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         del server

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             app.state.engine = engine
             group_commit.configure(engine, max_batch=settings.group_commit_max)
             app.state.embedded = embedded
-            async with running_feed(app, engine, settings):
+            async with running_feed(app, engine, url, settings):
                 yield
         finally:
             await engine.dispose()

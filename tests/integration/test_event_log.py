@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import asyncpg
 import netaddr
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,14 +14,17 @@ from allocator.domain.range import ServiceRange
 from allocator.service import allocations, events, ranges
 from allocator.service.allocations import AllocationRequest
 from allocator.service.retention import RetentionPolicy, compact_once
+from allocator.settings import Settings
 from allocator.store import ranges as stored_ranges
+from allocator.store.dsn import connector
 from allocator.store.event_log import CHANNEL
-from allocator.store.listener import dsn_of
 
 
-async def test_a_commit_notifies_its_revision_and_a_rollback_nothing(engine: AsyncEngine) -> None:
+async def test_a_commit_notifies_its_revision_and_a_rollback_nothing(
+    engine: AsyncEngine, database_url: str, settings: Settings
+) -> None:
     received: asyncio.Queue[str] = asyncio.Queue()
-    listener = await asyncpg.connect(dsn_of(engine.url))
+    listener = await connector(database_url, settings)()
     try:
         await listener.add_listener(CHANNEL, lambda *args: received.put_nowait(args[3]))
         created = await ranges.create_range(engine, "r", "10.1.0.0/24")
