@@ -46,7 +46,17 @@ async def clean(request: pytest.FixtureRequest) -> None:
         await connection.execute(
             text("TRUNCATE allocation, bitmap_block, ip_range, event RESTART IDENTITY CASCADE")
         )
-        await connection.execute(text("UPDATE log_head SET revision = 0, compacted = 0"))
+        await connection.execute(
+            text("UPDATE log_head SET revision = 0, compacted = 0, timeline = log_timeline()")
+        )
+        # One epoch, as after the migrations: tests may have started others.
+        await connection.execute(text("DELETE FROM log_epoch"))
+        await connection.execute(
+            text(
+                "INSERT INTO log_epoch (epoch, timeline, first_revision)"
+                " SELECT epoch, timeline, 1 FROM log_head"
+            )
+        )
 
 
 @pytest.fixture
