@@ -125,11 +125,20 @@ class LogRow:
 # are exactly the revisions up to the head it sees (see the module docstring), so reading
 # ``revision > after`` in order never skips an event that commits later.
 _READ_AFTER = text(
-    "SELECT h.revision AS head, h.compacted, h.timeline, h.epoch, e.revision, e.payload"
-    " FROM log_head h LEFT JOIN LATERAL ("
-    "  SELECT revision, CAST(payload AS text) AS payload FROM event"
-    "  WHERE revision > :after ORDER BY revision LIMIT :limit) e ON TRUE"
-    " WHERE h.id = 1 ORDER BY e.revision"
+    """
+    SELECT h.revision AS head, h.compacted, ep.timeline, h.epoch, e.revision, e.payload
+    FROM log_head h
+    JOIN log_epoch ep ON ep.epoch = h.epoch
+    LEFT JOIN LATERAL (
+        SELECT revision, CAST(payload AS text) AS payload
+        FROM event
+        WHERE revision > :after
+        ORDER BY revision
+        LIMIT :limit
+    ) e ON TRUE
+    WHERE h.id = 1
+    ORDER BY e.revision
+    """
 )
 
 
