@@ -45,6 +45,7 @@ async def running_feed(
     ]
     app.state.tailer = tailer
     app.state.listener = listener
+    app.state.metrics.listener_up.set_function(lambda: int(listener.connected))
     app.state.watch_options = WatchOptions(
         queue=settings.watch_queue,
         bookmark_seconds=settings.watch_bookmark_seconds,

@@ -53,7 +53,7 @@ class Listener:
                 if self.connected or not failing:
                     log.warning("event listener: %s; polling meanwhile, retrying", _reason(exc))
                 failing = True
-            self.connected = False
+            self.connected, self.server = False, None
             await asyncio.sleep(random.uniform(backoff / 2, backoff))
             backoff = min(backoff * 2, self._max_backoff)
 
