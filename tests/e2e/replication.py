@@ -202,9 +202,5 @@ async def primary_and_standby(*, synchronous: bool) -> AsyncIterator[Pair]:
     finally:
         for node in (standby, primary):
             if node.running():
-                subprocess.run(
-                    [str(bin_dir / "pg_ctl"), "-D", str(node.data_dir), "-m", "immediate", "stop"],
-                    capture_output=True,
-                    user=user,
-                )
+                await asyncio.to_thread(node.crash)
         shutil.rmtree(root, ignore_errors=True)
