@@ -48,6 +48,13 @@ async def allocate(client: httpx.AsyncClient, owner: str) -> int:
     return int(response.json()["revision"])
 
 
+async def five_revisions(client: httpx.AsyncClient) -> None:
+    """A range (revision 1) and four allocations (2 to 5)."""
+    await client.post("/v1/ranges", json={"name": "r", "cidr": "10.1.0.0/24"})
+    for owner in "abcd":
+        assert await allocate(client, owner) == 1 + "_abcd".index(owner)
+
+
 async def promote(engine: AsyncEngine, *, replayed_up_to: int | None = None) -> None:
     """Act out a promotion of a standby that replayed the log up to ``replayed_up_to`` (all of it
     when None): the head as the standby has it, on a timeline that is no longer the server's."""
@@ -134,9 +141,7 @@ async def test_nothing_lost_moves_live_watchers_to_the_new_epoch_without_a_new_l
 async def test_revisions_lost_in_a_failover_make_their_watchers_list_again(
     engine: AsyncEngine, client: httpx.AsyncClient, tailer: Tailer
 ) -> None:
-    await client.post("/v1/ranges", json={"name": "r", "cidr": "10.1.0.0/24"})
-    for owner in "abcd":
-        await allocate(client, owner)
+    await five_revisions(client)
     reader = await watch(engine, tailer, 0)
     for revision in range(1, 6):
         assert (await reader.next())["revision"] == revision
@@ -160,9 +165,7 @@ async def test_revisions_lost_in_a_failover_make_their_watchers_list_again(
 async def test_a_watcher_is_never_served_what_the_tailer_read_before_the_failover(
     engine: AsyncEngine, client: httpx.AsyncClient, tailer: Tailer
 ) -> None:
-    await client.post("/v1/ranges", json={"name": "r", "cidr": "10.1.0.0/24"})
-    for owner in "abcd":
-        await allocate(client, owner)
+    await five_revisions(client)
     tailer.wake()
     reader = await watch(engine, tailer, 5)
     await reader.live()
