@@ -132,12 +132,17 @@ async def fail_over(pair: Pair, *, synchronous: bool, seconds: float = 1.5) -> d
             outcomes = await asyncio.gather(*load, return_exceptions=True)
             failures = [o for o in outcomes if not isinstance(o, asyncio.CancelledError | None)]
             assert not failures, failures[0]
-            state, revision = await listed(http, urls[0])
             for watcher in watchers:
+                # Requests in flight when the clients stopped may still commit: compare the
+                # watcher with a list at the very revision it reached.
                 deadline = time.monotonic() + WAIT
-                while watcher.watch.state.revision < revision:
-                    assert time.monotonic() < deadline, "the watcher does not catch up"
-                    await asyncio.sleep(0.05)
+                while True:
+                    state, revision = await listed(http, urls[0])
+                    while watcher.watch.state.revision < revision:
+                        assert time.monotonic() < deadline, "the watcher does not catch up"
+                        await asyncio.sleep(0.05)
+                    if watcher.watch.state.revision == revision:
+                        break
                 seen = {ip: a["owner"] for ip, a in watcher.watch.state.allocations.items()}
                 assert seen == state, "every watcher holds what the list says"
                 await watcher.stop()
