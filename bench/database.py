@@ -19,19 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from allocator.domain.address import parse_network
 from allocator.domain.band import BandKind
 from allocator.domain.bitmap import empty_block
 from allocator.domain.range import ServiceRange
+from allocator.store.dsn import DatabaseUrl
 
 ENV = "ALLOCATOR_BENCH_DATABASE_URL"
 
 
 def plain_dsn(url: str) -> str:
-    """Return ``url`` as a libpq URL (no SQLAlchemy driver name), for asyncpg and pgbench."""
-    return make_url(url).set(drivername="postgresql").render_as_string(False)
+    """Return ``url`` as libpq writes it (no driver name; several hosts as a ``host=`` list,
+    which asyncpg reads too), for asyncpg and pgbench."""
+    return DatabaseUrl.parse(url).libpq()
 
 
 @asynccontextmanager
@@ -50,7 +51,7 @@ async def fresh_database(base: str | None) -> AsyncIterator[str]:
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield plain_dsn(make_url(base).set(database=name).render_as_string(False))
+            yield DatabaseUrl.parse(base).with_database(name).libpq()
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

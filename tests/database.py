@@ -14,17 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from allocator.settings import Settings
+from allocator.store.dsn import DatabaseUrl, connector
 from allocator.store.embedded import start_embedded
 
 
 async def _admin(url: str, statement: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(dsn)
+    connection = await connector(url, Settings())()
     try:
         await connection.execute(statement)
     finally:
@@ -45,7 +44,7 @@ def fresh_database() -> Iterator[str]:
     name = f"allocator_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(base).set(database=name).render_as_string(False)
+        yield DatabaseUrl.parse(base).with_database(name).libpq()
     finally:
         asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         del server
@@ -57,4 +56,14 @@ async def empty_tables(engine: AsyncEngine) -> None:
         await connection.execute(
             text("TRUNCATE allocation, bitmap_block, ip_range, event RESTART IDENTITY CASCADE")
         )
-        await connection.execute(text("UPDATE log_head SET revision = 0, compacted = 0"))
+        await connection.execute(
+            text("UPDATE log_head SET revision = 0, compacted = 0, timeline = log_timeline()")
+        )
+        # One epoch, as after the migrations: tests may have started others.
+        await connection.execute(text("DELETE FROM log_epoch"))
+        await connection.execute(
+            text(
+                "INSERT INTO log_epoch (epoch, timeline, first_revision)"
+                " SELECT epoch, timeline, 1 FROM log_head"
+            )
+        )

@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             )
             app.state.reader = Reader(pool, settings.pool_timeout)
             app.state.embedded = embedded
-            async with running_feed(app, engine, settings):
+            async with running_feed(app, engine, url, settings):
                 yield
         finally:
             await pool.close()

@@ -77,16 +77,25 @@ class RangeRemovedEvent(EventBase):
     range: RangeRead = Field(description="the range as it was")
 
 
+EPOCH_EXAMPLE = "1-6f1c0d3e-4d8f-4a57-9c55-3c1e6f0c8d2a"
+EPOCH_DESCRIPTION = (
+    "the epoch of the log's history that revision belongs to (it changes when a failover of the "
+    "database starts a new timeline); send it back with since when resuming"
+)
+
+
 class BookmarkEvent(EventBase):
-    """Nothing changed up to ``revision`` (sent at least every few seconds while idle, and as
-    soon as a watch is live): a client's resume point."""
+    """Nothing changed up to ``revision`` (sent at least every few seconds while idle, as soon
+    as a watch is live, and before the first event of a new epoch): with its ``epoch``, a
+    client's resume point."""
 
     model_config = examples(
-        {"type": "BOOKMARK", "revision": 46},
-        {"type": "BOOKMARK", "revision": 42, "initial_end": True},
+        {"type": "BOOKMARK", "revision": 46, "epoch": EPOCH_EXAMPLE},
+        {"type": "BOOKMARK", "revision": 42, "epoch": EPOCH_EXAMPLE, "initial_end": True},
     )
 
     type: Literal["BOOKMARK"]
+    epoch: str = Field(description=EPOCH_DESCRIPTION)
     initial_end: bool | SkipJsonSchema[None] = absent_or(
         "true on the bookmark that ends the list of initial=true (absent otherwise)"
     )
@@ -141,6 +150,7 @@ class EventList(BaseModel):
         {
             "items": [{"type": "ALLOCATED", "revision": 43, "allocation": ALLOCATION_EXAMPLE}],
             "revision": 43,
+            "epoch": EPOCH_EXAMPLE,
         }
     )
 
@@ -149,6 +159,7 @@ class EventList(BaseModel):
         description="the head revision the page was read at; poll on with since set to the last "
         "item's revision (to this one when there are no items)"
     )
+    epoch: str = Field(description=EPOCH_DESCRIPTION)
 
 
 EVENT_REF = {"$ref": "#/components/schemas/Event"}

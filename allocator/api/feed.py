@@ -17,20 +17,19 @@ from allocator.service.retention import RetentionPolicy, keep_compacting
 from allocator.service.tailer import Tailer
 from allocator.service.watch import WatchOptions
 from allocator.settings import Settings
-from allocator.store.listener import Listener, dsn_of
+from allocator.store.dsn import connector
+from allocator.store.listener import APPLICATION_NAME, Listener
 
 START_TIMEOUT = 30.0
 
 
 @contextlib.asynccontextmanager
 async def running_feed(
-    app: FastAPI, engine: AsyncEngine, settings: Settings
+    app: FastAPI, engine: AsyncEngine, url: str, settings: Settings
 ) -> AsyncIterator[None]:
-    """Run the tailer (with its LISTEN connection) and retention while the app serves."""
-    tailer = Tailer(
-        app.state.reader, poll_interval=settings.feed_poll_interval, window=settings.feed_window
-    )
-    listener = Listener(dsn_of(engine.url), tailer.wake, connect_timeout=settings.connect_timeout)
+    """Run the tailer (with its LISTEN connection to ``url``) and retention while the app serves."""
+    tailer = Tailer(engine, poll_interval=settings.feed_poll_interval, window=settings.feed_window)
+    listener = Listener(connector(url, settings, APPLICATION_NAME), tailer.wake)
     policy = RetentionPolicy(
         keep_seconds=settings.event_retention_seconds,
         keep_count=settings.event_retention_count,
@@ -46,6 +45,7 @@ async def running_feed(
     ]
     app.state.tailer = tailer
     app.state.listener = listener
+    app.state.metrics.listener_up.set_function(lambda: int(listener.connected))
     app.state.watch_options = WatchOptions(
         queue=settings.watch_queue,
         bookmark_seconds=settings.watch_bookmark_seconds,

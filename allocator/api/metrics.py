@@ -12,6 +12,7 @@ Names follow kube-apiserver's ClusterIP allocator metrics, so dashboards carry o
     allocator_allocation_duration_seconds{scope}            histogram, every allocation request
     allocator_release_total{range}                          counter, released allocations
     allocator_watchers                                      gauge, open watch streams
+    allocator_feed_listener_up                              gauge, 1 while LISTEN is live
     allocator_http_requests_total{method,route,status}      counter, by route template
     allocator_http_request_duration_seconds{method,route}   histogram, by route template
 
@@ -96,6 +97,12 @@ class Metrics:
             "allocator_release", "Released allocations, by range.", ["range"], registry=registry
         )
         self.watchers = Gauge("allocator_watchers", "Open watch streams.", registry=registry)
+        self.listener_up = Gauge(
+            "allocator_feed_listener_up",
+            "Whether the feed's LISTEN connection to the primary is live (1); at 0 the feed is"
+            " delivered by polling.",
+            registry=registry,
+        )
         self.http_requests = Counter(
             "allocator_http_requests",
             "HTTP requests, by method, route template and status.",

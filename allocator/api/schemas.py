@@ -198,11 +198,23 @@ class ReleasedAllocations(BaseModel):
     released: list[AllocationRead] = Field(description="every allocation the owner held")
 
 
+class FeedListener(BaseModel):
+    live: bool = Field(description="whether the feed's LISTEN connection is up (else it polls)")
+    server: str | None = Field(description="the server it listens on (host:port), null when down")
+
+
 class Health(BaseModel):
-    model_config = examples({"status": "ok"}, {"status": "unavailable", "reason": "TimeoutError"})
+    model_config = examples(
+        {"status": "ok", "listener": {"live": True, "server": "10.0.0.5:5432"}},
+        {"status": "unavailable", "reason": "TimeoutError"},
+    )
 
     status: Literal["ok", "unavailable"]
     reason: str | SkipJsonSchema[None] = absent_or("why it is not ready")
+    listener: FeedListener | SkipJsonSchema[None] = absent_or(
+        "readiness only: the feed's LISTEN connection to the primary (it does not decide "
+        "readiness: polling delivers the feed meanwhile)"
+    )
 
 
 BandName = Literal["static", "dynamic"]

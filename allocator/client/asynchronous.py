@@ -133,9 +133,12 @@ class AsyncAllocatorClient:
         result: list[Allocation] = (await self.send(calls.release_owner(owner)))["released"]
         return result
 
-    async def events(self, since: int = 0, limit: int | None = None) -> EventPage:
-        """Return the events after ``since`` and the head revision (the poll form)."""
-        result: EventPage = await self.send(events_call(since, limit))
+    async def events(
+        self, since: int = 0, limit: int | None = None, epoch: str | None = None
+    ) -> EventPage:
+        """Return the events after ``since`` (of ``epoch``, the previous page's), the head
+        revision and its epoch (the poll form)."""
+        result: EventPage = await self.send(events_call(since, limit, epoch))
         return result
 
     def watch(self, *, since: int | None = None) -> AsyncWatch:

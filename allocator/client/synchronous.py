@@ -128,9 +128,12 @@ class AllocatorClient:
         result: list[Allocation] = self.send(calls.release_owner(owner))["released"]
         return result
 
-    def events(self, since: int = 0, limit: int | None = None) -> EventPage:
-        """Return the events after ``since`` and the head revision (the poll form)."""
-        result: EventPage = self.send(events_call(since, limit))
+    def events(
+        self, since: int = 0, limit: int | None = None, epoch: str | None = None
+    ) -> EventPage:
+        """Return the events after ``since`` (of ``epoch``, the previous page's), the head
+        revision and its epoch (the poll form)."""
+        result: EventPage = self.send(events_call(since, limit, epoch))
         return result
 
     def watch(self, *, since: int | None = None) -> Watch:

@@ -14,8 +14,11 @@ order and keep ``state``, the ranges and allocations the events describe:
 - after that, each live event changes ``state`` by exactly one entry;
 - a lost connection, a server restart, the end of a stream or an ERROR event: it reconnects with
   exponential backoff and jitter and resumes after the last revision seen (bookmarks advance it);
-- a 410 (the revisions it needs were compacted, or the log was reset): it lists again, and the
-  next ``initial_end`` bookmark replaces ``state`` (so entries that vanished meanwhile go too).
+- a 410 (the revisions it needs were compacted, or lost in a failover of the database): it lists
+  again, and the next ``initial_end`` bookmark replaces ``state`` (so entries that vanished
+  meanwhile go too). It resumes with the ``epoch`` of the last bookmark, so a server whose
+  database lost revisions this watch received refuses the resume instead of serving other
+  events under the same numbers.
 
 A consumer that keeps its own copy refreshes it from ``state`` whenever it sees a BOOKMARK with
 ``initial_end``, and otherwise applies the events one by one. Refusals that retrying cannot cure
@@ -53,18 +56,23 @@ class Event(TypedDict):
     range: NotRequired[Range]
     problem: NotRequired[dict[str, Any]]
     initial_end: NotRequired[bool]
+    epoch: NotRequired[str]
 
 
 class EventPage(TypedDict):
     items: list[Event]
     revision: int
+    epoch: str
 
 
-def events_call(since: int = 0, limit: int | None = None) -> Call:
-    """The poll form: ``{"items": [Event...], "revision": HEAD}``."""
+def events_call(since: int = 0, limit: int | None = None, epoch: str | None = None) -> Call:
+    """The poll form: ``{"items": [Event...], "revision": HEAD, "epoch": E}``; pass the epoch of
+    the previous page to be refused (410) rather than served another history after a failover."""
     params: dict[str, Any] = {"since": since}
     if limit is not None:
         params["limit"] = limit
+    if epoch is not None:
+        params["epoch"] = epoch
     return Call("GET", "/v1/events", params=params)
 
 
@@ -110,6 +118,8 @@ class Cursor:
 
     revision: int | None = None
     initial: bool = True
+    epoch: str | None = None
+    """The epoch of the last bookmark: the history ``revision`` belongs to."""
     head_seen: int = 0
     """The newest revision the server has mentioned (events and bookmarks)."""
     _ranges: dict[str, Range] = field(default_factory=dict)
@@ -136,7 +146,9 @@ class Cursor:
         """The query of the next watch request."""
         if self.revision is None:
             return {"initial": "true"} if self.initial else {}
-        return {"since": str(self.revision)}
+        if self.epoch is None:
+            return {"since": str(self.revision)}
+        return {"since": str(self.revision), "epoch": self.epoch}
 
     def connected(self) -> None:
         """A stream was opened with ``params()``."""
@@ -148,7 +160,7 @@ class Cursor:
         if status == 200:
             return
         if status == 410:
-            self.revision, self.initial = None, True
+            self._list_again()
             raise Reconnect("410: list again")
         if status in (408, 429) or status >= 500:
             raise Reconnect(f"HTTP {status}")
@@ -164,8 +176,10 @@ class Cursor:
         self.head_seen = max(self.head_seen, revision)
         if kind == "ERROR":
             if event.get("problem", {}).get("type") == "revision-unknown":
-                self.revision, self.initial = None, True  # the log was reset: list again
+                self._list_again()  # the history changed under the watch
             raise Reconnect(f"ERROR event: {event.get('problem')}")
+        if kind == "BOOKMARK" and "epoch" in event:
+            self.epoch = event["epoch"]
         if self._listing is not None:
             ranges, allocations = self._listing
             if kind == "RANGE_ADDED":
@@ -186,6 +200,9 @@ class Cursor:
         elif kind == "RANGE_REMOVED":
             self._ranges.pop(event["range"]["name"], None)
         self._publish(max(revision, self.revision or 0))
+
+    def _list_again(self) -> None:
+        self.revision, self.initial, self.epoch = None, True, None
 
     def _publish(self, revision: int) -> None:
         self.revision = revision

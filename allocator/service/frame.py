@@ -50,8 +50,9 @@ def of_event(event: dict[str, Any]) -> Frame:
     return encode(int(event["revision"]), orjson.dumps(event))
 
 
-def bookmark(revision: int, *, initial_end: bool = False) -> Frame:
-    event: dict[str, Any] = {"type": "BOOKMARK", "revision": revision}
+def bookmark(revision: int, epoch: str, *, initial_end: bool = False) -> Frame:
+    """A BOOKMARK: ``revision`` and the ``epoch`` it belongs to make a client's resume point."""
+    event: dict[str, Any] = {"type": "BOOKMARK", "revision": revision, "epoch": epoch}
     if initial_end:
         event["initial_end"] = True
     return of_event(event)

@@ -15,7 +15,6 @@ from allocator.domain.address import Family, format_address, parse_address
 from allocator.domain.errors import InvalidRequest, IPNotAllocated, RangeNotFound
 from allocator.service.unit_of_work import statement
 from allocator.store import documents
-from allocator.store.event_log import Bounds, LogRow, read_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +79,6 @@ class Reader:
         if found is None:
             raise RangeNotFound(f"no range named {name!r}")
         return found
-
-    async def log_after(self, after: int, limit: int) -> tuple[Bounds, list[LogRow]]:
-        """Return the log's bounds and up to ``limit`` events after ``after`` (one snapshot)."""
-        return await statement(
-            self.pool, lambda c: read_after(c, after, limit), acquire_timeout=self.acquire_timeout
-        )
 
     async def ranges(self) -> bytes:
         """Return the contract's list of every range, ordered by name."""

@@ -27,8 +27,9 @@ RACE_STATES = frozenset({"40001", "40P01", "23503", "23505", "23P01"})
 violations: a concurrent transaction won a race this one checked for; running the use case again
 sees the winner and answers for it."""
 
-UNAVAILABLE_STATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03", "53300"})
-"""Lock or statement timeout, server shutting down or starting, too many connections."""
+UNAVAILABLE_STATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03", "53300", "25006"})
+"""Lock or statement timeout, server shutting down or starting, too many connections, a server
+that takes no writes (a standby, reached with ``target_session_attrs=any``)."""
 
 ATTEMPTS = 4
 RETRY_BACKOFF = 0.005

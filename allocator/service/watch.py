@@ -4,6 +4,10 @@ events from the tailer, bookmarks while idle, and an ERROR event before an abnor
     since=R  ──► database pages (R, floor] ──► tailer window (floor, head] ──► live
     initial  ──► snapshot at S, BOOKMARK initial_end ──► as since=S
 
+Every BOOKMARK names the epoch of its revision, and one comes before the first event of a new
+epoch, so a client's last bookmark and last revision always make a resume point that is checked
+against the log's history (see ``events``).
+
 Preconditions (410 before the stream starts) are checked by ``open_watch`` so that the HTTP
 layer can answer with a problem document; the stream itself only ever ends with an ERROR event,
 at its timeout, or when the client goes away.
@@ -20,10 +24,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.domain.errors import AllocatorError, InvalidRequest
-from allocator.service.events import check_since, head_of, list_events, snapshot
+from allocator.service.events import list_events, resume_point, snapshot
 from allocator.service.frame import Frame, bookmark, error
-from allocator.service.reader import Reader
-from allocator.service.tailer import Tailer, log_reset
+from allocator.service.tailer import Tailer
 
 CATCH_UP_PAGE = 1000
 
@@ -45,16 +48,17 @@ def longest_timeout(server_timeout: float) -> int:
 
 async def open_watch(
     engine: AsyncEngine,
-    reader: Reader,
     tailer: Tailer,
     since: int | None,
+    epoch: str | None,
     options: WatchOptions,
     timeout_seconds: int | None = None,
 ) -> AsyncGenerator[list[Frame]]:
-    """Return the stream of a watcher (``since`` None: list first, as initial=true), which ends
-    after ``timeout_seconds`` (None: about the server's timeout).
+    """Return the stream of a watcher resuming after revision ``since`` of ``epoch`` (``since``
+    None: list first, as initial=true; ``epoch`` None: the current one), which ends after
+    ``timeout_seconds`` (None: about the server's timeout).
 
-    Raises RevisionCompacted or RevisionUnknown for a ``since`` the log cannot serve,
+    Raises RevisionCompacted or RevisionUnknown for a resume point the log cannot serve,
     InvalidRequest for a timeout beyond the server's.
     """
     longest = longest_timeout(options.timeout_seconds)
@@ -62,47 +66,48 @@ async def open_watch(
         raise InvalidRequest(
             f"timeout_seconds may be at most {longest} on this server", field="timeout_seconds"
         )
+    start = None
     if since is not None:
-        check_since(await head_of(reader), since)
+        start = (since, (await resume_point(engine, since, epoch)).epoch)
     # Unless the client chose, a little jitter, so that watchers opened together do not all
     # reconnect together.
     timeout = timeout_seconds or options.timeout_seconds * random.uniform(0.9, 1.0)
-    return _stream(engine, reader, tailer, since, options, time.monotonic() + timeout)
+    return _stream(engine, tailer, start, options, time.monotonic() + timeout)
 
 
 async def _stream(
     engine: AsyncEngine,
-    reader: Reader,
     tailer: Tailer,
-    since: int | None,
+    start: tuple[int, str] | None,
     options: WatchOptions,
     deadline: float,
 ) -> AsyncGenerator[list[Frame]]:
-    position = since
-    if position is None:
-        async for frames in snapshot(engine):
-            yield frames
-            position = frames[-1].revision if frames else position
-        assert position is not None
+    if start is None:
+        async for listed in snapshot(engine):
+            yield listed.frames
+            start = (listed.bounds.head, listed.bounds.epoch)
+        assert start is not None
+    position, epoch = start
     # Catch up from the database until the tailer's memory window reaches the position.
-    while (attached := tailer.attach(position, options.queue)) is None:
+    while (attached := await tailer.attach(position, epoch, options.queue)) is None:
         try:
-            page = await list_events(reader, position, CATCH_UP_PAGE)
-        except AllocatorError as exc:  # compacted (or reset) while catching up
+            page = await list_events(engine, position, CATCH_UP_PAGE, epoch)
+        except AllocatorError as exc:  # compacted, lost in a failover, or the database is away
             yield [error(position, options.problem_of(exc))]
             return
-        if not page.frames:  # the database holds less than the tailer read: a reset
-            yield [error(position, options.problem_of(log_reset()))]
-            return
-        yield page.frames
-        position = page.frames[-1].revision
+        if page.epoch != epoch:  # a new epoch that still holds the position
+            epoch = page.epoch
+            yield [bookmark(position, epoch)]
+        if page.frames:
+            yield page.frames
+            position = page.frames[-1].revision
     backlog, subscription = attached
     try:
         if backlog:
             yield backlog
             position = backlog[-1].revision
         # Tells the client it is live (and where), as soon as it is.
-        yield [bookmark(position)]
+        yield [bookmark(position, subscription.epoch)]
         sent_at = time.monotonic()
         while (now := time.monotonic()) < deadline:
             wait = min(options.bookmark_seconds - (now - sent_at), deadline - now)
@@ -115,7 +120,7 @@ async def _stream(
             if frames:
                 position = frames[-1].revision
             elif time.monotonic() - sent_at >= options.bookmark_seconds:
-                frames = [bookmark(position)]
+                frames = [bookmark(position, subscription.epoch)]
             else:
                 continue
             yield frames

@@ -1,18 +1,28 @@
-"""The event log: dense revisions in commit order.
+"""The event log: dense revisions in commit order, in epochs that name its history.
 
 Every writing transaction ends with one statement that bumps the single ``log_head`` row and
 inserts its events numbered from the new head. The row lock taken by that bump is held until
 commit, and Postgres makes a commit visible before it releases its locks, so revisions are
 dense, follow commit order, and a rolled-back transaction leaves no hole. The lock is taken last,
 so everything before it (block choice, bit setting) still runs in parallel.
+
+A failover to a standby that lacks the newest commits takes the head back, and the new primary
+hands those revisions out again for other changes. The first bump on a new Postgres timeline
+therefore starts a new epoch (a trigger of migration 0003), recording its first revision:
+
+    epoch 1-6f1c…   revisions 1 .. 95 | 96 .. 100 (lost with the old primary)
+    epoch 2-0b9e…                     | 96 .. (other changes)
+
+A reader at revision R of epoch E is still in the history when no later epoch began at or
+before R.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,13 +68,49 @@ async def head_revision(connection: AsyncConnection) -> int:
     return int((await connection.execute(_HEAD)).scalar_one())
 
 
+EPOCH_FORM = re.compile(r"[0-9]{1,10}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An epoch's name: the Postgres timeline and a random id (``2-0b9e…``); clients treat it as opaque."""
+
+
+def epoch_name(timeline: int, epoch: uuid.UUID) -> str:
+    return f"{timeline}-{epoch}"
+
+
 @dataclass(frozen=True, slots=True)
 class Bounds:
-    """What the log holds: revisions ``compacted + 1 .. head``; ``epoch`` changes on a reset."""
+    """What the log holds: revisions ``compacted + 1 .. head``, the newest of them in ``epoch``."""
 
     head: int
     compacted: int
-    epoch: uuid.UUID
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """One epoch of the log's history: its revisions begin at ``first_revision``."""
+
+    name: str
+    first_revision: int
+
+
+_EPOCHS = text("SELECT timeline, epoch, first_revision FROM log_epoch ORDER BY first_revision")
+
+
+async def history(connection: AsyncConnection) -> list[Epoch]:
+    """Return the epochs of the log's history, oldest first (a handful over a lifetime)."""
+    rows = (await connection.execute(_EPOCHS)).all()
+    return [Epoch(epoch_name(row.timeline, row.epoch), row.first_revision) for row in rows]
+
+
+def shared_until(epochs: list[Epoch], epoch: str) -> int | None:
+    """Return the newest revision that ``epoch`` has in common with the history ``epochs``
+    describes (the one before the next epoch began; 2^63 - 1 for the current epoch), or None when
+    ``epoch`` is not part of that history (it was lost in a failover, or the log was reset)."""
+    names = [one.name for one in epochs]
+    if epoch not in names:
+        return None
+    later = names.index(epoch) + 1
+    return epochs[later].first_revision - 1 if later < len(epochs) else 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,34 +124,36 @@ class LogRow:
 # One statement, so one snapshot: the bounds and the rows agree. The rows visible to any snapshot
 # are exactly the revisions up to the head it sees (see the module docstring), so reading
 # ``revision > after`` in order never skips an event that commits later.
-_READ_AFTER = """
-SELECT h.revision AS head, h.compacted, h.epoch, e.revision, e.payload
-FROM log_head h
-LEFT JOIN LATERAL (
-    SELECT revision, payload::text AS payload
-    FROM event
-    WHERE revision > $1
-    ORDER BY revision
-    LIMIT $2
-) e ON true
-WHERE h.id = 1
-ORDER BY e.revision
-"""
+_READ_AFTER = text(
+    """
+    SELECT h.revision AS head, h.compacted, ep.timeline, h.epoch, e.revision, e.payload
+    FROM log_head h
+    JOIN log_epoch ep ON ep.epoch = h.epoch
+    LEFT JOIN LATERAL (
+        SELECT revision, CAST(payload AS text) AS payload
+        FROM event
+        WHERE revision > :after
+        ORDER BY revision
+        LIMIT :limit
+    ) e ON TRUE
+    WHERE h.id = 1
+    ORDER BY e.revision
+    """
+)
 
 
-async def read_after(connection: Any, after: int, limit: int) -> tuple[Bounds, list[LogRow]]:
-    """Return the log's bounds and up to ``limit`` events with revision > ``after``, in order,
-    read on an asyncpg connection outside any transaction (one statement, one round trip).
+async def read_after(
+    connection: AsyncConnection, after: int, limit: int
+) -> tuple[Bounds, list[LogRow]]:
+    """Return the log's bounds and up to ``limit`` events with revision > ``after``, in order.
 
     When ``after`` is below ``compacted`` the rows do not start at ``after + 1``: callers check
     the bounds first.
     """
-    result = await connection.fetch(_READ_AFTER, after, limit)
+    result = (await connection.execute(_READ_AFTER, {"after": after, "limit": limit})).all()
     first = result[0]
-    bounds = Bounds(first["head"], first["compacted"], first["epoch"])
-    return bounds, [
-        LogRow(r["revision"], r["payload"]) for r in result if r["revision"] is not None
-    ]
+    bounds = Bounds(first.head, first.compacted, epoch_name(first.timeline, first.epoch))
+    return bounds, [LogRow(row.revision, row.payload) for row in result if row.revision is not None]
 
 
 _OLDEST = text(

@@ -99,5 +99,17 @@ log_head = Table(
     Column("revision", BigInteger, nullable=False),
     Column("compacted", BigInteger, nullable=False, server_default=text("0")),
     Column("epoch", Uuid, nullable=False),
+    Column("timeline", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="single_row"),
+)
+
+# One row per epoch of the log (see migration 0003): revisions from ``first_revision`` up to the
+# next epoch's were handed out on ``timeline``.
+log_epoch = Table(
+    "log_epoch",
+    metadata,
+    Column("epoch", Uuid, primary_key=True),
+    Column("timeline", BigInteger, nullable=False),
+    Column("first_revision", BigInteger, nullable=False, unique=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )

@@ -2,16 +2,17 @@
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.api.app import create_app
 from allocator.settings import Settings
 from allocator.store.database import create_engine
+from allocator.store.dsn import DatabaseUrl
 from tests.database import fresh_database
 
 
@@ -64,12 +65,10 @@ async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def test_not_ready_while_the_database_is_unreachable(
     engine: AsyncEngine, database_url: str
 ) -> None:
-    url = make_url(database_url)
-    socket_dir = url.query.get("host")
-    host = socket_dir if isinstance(socket_dir, str) else url.host or "127.0.0.1"
-    outage = Outage(host, url.port or 5432)
+    url = DatabaseUrl.parse(database_url)
+    outage = Outage(url.hosts[0] if url.hosts else "127.0.0.1", url.ports[0] if url.ports else 5432)
     port = await outage.start()
-    relayed = url.set(host="127.0.0.1", port=port, query={}).render_as_string(False)
+    relayed = dataclasses.replace(url, hosts=("127.0.0.1",), ports=(port,)).libpq()
     async with serving(Settings(database_url=relayed, connect_timeout=1)) as http:
         assert (await http.get("/readyz")).status_code == 200
         outage.cut()

@@ -161,14 +161,23 @@ async def stored_allocations(engine: AsyncEngine) -> dict[str, str]:
     return {str(netaddr.IPAddress(str(row.ip))): row.owner for row in rows}
 
 
-async def check_acknowledged_kept(engine: AsyncEngine, ledger: Ledger) -> None:
+async def lost_writes(engine: AsyncEngine, ledger: Ledger) -> list[str]:
+    """Return the acknowledged allocations and releases the store does not show, each said."""
     stored = await stored_allocations(engine)
     by_owner = {owner: ip for ip, owner in stored.items()}
+    lost = []
     for holding in ledger.holdings:
         if holding.release_acknowledged:
-            assert holding.owner not in by_owner, f"released {holding.ip} still held"
-        elif holding.release_sent_at == math.inf:
-            assert stored.get(holding.ip) == holding.owner, f"acknowledged {holding.ip} lost"
+            if holding.owner in by_owner:
+                lost.append(f"released {holding.ip} still held")
+        elif holding.release_sent_at == math.inf and stored.get(holding.ip) != holding.owner:
+            lost.append(f"acknowledged {holding.ip} lost")
+    return lost
+
+
+async def check_acknowledged_kept(engine: AsyncEngine, ledger: Ledger) -> None:
+    lost = await lost_writes(engine, ledger)
+    assert not lost, f"{len(lost)} acknowledged writes lost, the first: {lost[0]}"
 
 
 async def replay_event_log(engine: AsyncEngine) -> dict[str, str]:

@@ -57,6 +57,16 @@ def test_an_unreadable_tokens_file_stops_the_start(database_url: str, tmp_path: 
     assert process.returncode == 2 and "ALLOCATOR_TOKENS_FILE" in output
 
 
+def test_a_database_url_it_cannot_use_stops_the_start() -> None:
+    url = "postgresql://postgres@127.0.0.1:5511,127.0.0.1:55x2/allocator"
+    process = serve("--port", str(free_port()), ALLOCATOR_DATABASE_URL=url)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert output.strip().splitlines()[-1] == (
+        "error: ALLOCATOR_DATABASE_URL: port '55x2' is not a port number"
+    )
+
+
 def test_tls_cert_without_key_is_refused(database_url: str, tmp_path: Path) -> None:
     process = serve("--tls-cert", str(tmp_path / "c.pem"), ALLOCATOR_DATABASE_URL=database_url)
     output, _ = process.communicate(timeout=60)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
-from allocator.api.deps import EngineDep, reader
+from allocator.api.deps import EngineDep
 from allocator.api.event_schemas import STREAM_CONTENT, EventList
 from allocator.api.feed_response import FeedResponse
 from allocator.api.limits import WatchLeaseDep
@@ -22,6 +22,12 @@ from allocator.service.watch import WatchOptions, open_watch
 router = APIRouter(tags=["events"])
 
 SINCE = "the events after this revision (the last one the client has)"
+EPOCH = (
+    "the epoch of `since`: the `epoch` of the last BOOKMARK (or poll answer) the client got; a"
+    " revision the database lost in a failover is then refused (410 revision-unknown) instead of"
+    " answered with other events under the same numbers"
+)
+Epoch = Annotated[str | None, Query(max_length=64, description=EPOCH)]
 
 
 @router.get(
@@ -32,15 +38,19 @@ SINCE = "the events after this revision (the last one the client has)"
     responses=refusals(errors.RevisionCompacted, errors.RevisionUnknown),
 )
 async def list_events(
-    request: Request,
+    engine: EngineDep,
     since: Annotated[int, Query(ge=0, le=2**63 - 1, description=SINCE)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000, description="at most this many")] = 500,
+    epoch: Epoch = None,
 ) -> Response:
-    """The events with revision > `since`, in order, and the head revision. A `since` whose
-    events were deleted is `revision-compacted`, one beyond the head `revision-unknown`: list
-    again (`initial=true` on the watch, or the lists) and poll on from there."""
-    page = await events.list_events(reader(request), since, limit)
-    body = b'{"items":[%s],"revision":%d}' % (b",".join(f.json for f in page.frames), page.head)
+    """The events with revision > `since`, in order, the head revision and its epoch. A `since`
+    whose events were deleted is `revision-compacted`, one beyond the head (or lost in a
+    failover, given its `epoch`) `revision-unknown`: list again (`initial=true` on the watch, or
+    the lists) and poll on from there."""
+    events.check_epoch(epoch)
+    page = await events.list_events(engine, since, limit, epoch)
+    items = b",".join(f.json for f in page.frames)
+    body = b'{"items":[%s],"revision":%d,"epoch":"%s"}' % (items, page.head, page.epoch.encode())
     return Response(body, media_type="application/json")
 
 
@@ -60,6 +70,7 @@ async def watch(
     engine: EngineDep,
     lease: WatchLeaseDep,
     since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description=SINCE)] = None,
+    epoch: Epoch = None,
     initial: Annotated[
         bool,
         Query(description="first the current state (instead of since), then the events after it"),
@@ -75,7 +86,8 @@ async def watch(
     """Every event after `since`, in order, then live events as they commit, until the stream's
     timeout (`timeout_seconds`, else the server's own: minutes); then the client resumes from
     the last revision it got. A `BOOKMARK` with the current revision comes when the stream is
-    live and after a few idle seconds.
+    live and after a few idle seconds; each names the `epoch` of its revision (resume with
+    `since` and `epoch`).
 
     With `initial=true`, first a `RANGE_ADDED` for every range and an `ALLOCATED` for every
     allocation at one consistent revision S, then a `BOOKMARK` with `initial_end` at S, then
@@ -94,8 +106,10 @@ async def watch(
         elif since is not None and initial:
             raise InvalidRequest("give either since or initial=true, not both", field="initial")
         elif since is None and not initial:
-            since = (await events.head_of(reader(request))).head
-        stream = await open_watch(engine, reader(request), tailer, since, options, timeout_seconds)
+            bounds = await events.head_of(engine)
+            since, epoch = bounds.head, bounds.epoch
+        events.check_epoch(epoch)
+        stream = await open_watch(engine, tailer, since, epoch, options, timeout_seconds)
     except BaseException:
         lease.release()
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from allocator.api.deps import EngineDep, json_response
@@ -36,13 +36,22 @@ async def healthz() -> Response:
     response_description="Ready: the database answers and its schema is the newest",
     responses={503: {"model": Health, "description": "Not ready; reason says why"}},
 )
-async def readyz(engine: EngineDep) -> Response:
+async def readyz(request: Request, engine: EngineDep) -> Response:
     """200 when the database answers and its schema is at the newest migration, else 503
-    (route traffic elsewhere until it is ready again)."""
+    (route traffic elsewhere until it is ready again). `listener` says whether the feed's LISTEN
+    connection is live and where; it does not decide readiness, since polling delivers the feed
+    meanwhile."""
+    listener = getattr(request.app.state, "listener", None)
+    feed = {
+        "live": bool(listener and listener.connected),
+        "server": getattr(listener, "server", None),
+    }
     try:
         current = await asyncio.wait_for(is_current(engine), READY_TIMEOUT)
     except Exception as exc:
-        return json_response({"status": "unavailable", "reason": type(exc).__name__}, 503)
+        reason = type(exc).__name__
+        return json_response({"status": "unavailable", "reason": reason, "listener": feed}, 503)
     if not current:
-        return json_response({"status": "unavailable", "reason": "schema not migrated"}, 503)
-    return json_response({"status": "ok"})
+        reason = "schema not migrated"
+        return json_response({"status": "unavailable", "reason": reason, "listener": feed}, 503)
+    return json_response({"status": "ok", "listener": feed})
