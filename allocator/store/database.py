@@ -10,6 +10,8 @@ connection, so a request gets a 503 instead of hanging. Connections are opened b
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -39,8 +41,13 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
     """Return an asyncpg pool for ``url`` with the engine's timeouts; connections open on demand."""
+    connect = connector(url, settings)
+
+    async def open_connection(_dsn: object, **options: Any) -> asyncpg.Connection:
+        return await connect(**options)  # the pool's dsn is None: the connector knows the hosts
+
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        connect=connector(url, settings),
+        connect=open_connection,
         min_size=0,
         max_size=settings.pool_size,
         reset=_keep_session,
