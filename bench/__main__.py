@@ -231,12 +231,12 @@ async def measure_round_trips(dsn: str, plan: Plan) -> dict[str, Any]:
     Its feed polls rarely, so what it reads is what the writes cause."""
     proxy = round_trips.Proxy(dsn)
     try:
-        proxied = await proxy.start()
+        proxied = proxy.start()
         env = {"ALLOCATOR_POOL_SIZE": "4", "ALLOCATOR_FEED_POLL_INTERVAL": "10"}
         with server.running(proxied, 1, **env) as srv:
             return await round_trips.measure(proxy, srv.url, *CPU_RANGE, plan.round_trip_samples)
     finally:
-        await proxy.close()
+        proxy.close()
 
 
 def batch_figures() -> dict[str, Any]:

@@ -127,6 +127,8 @@ async def fill(
             blocks.append((row["id"], int(kind), block_no, filled, size - bits.bit_count()))
         in_static = sum(1 for offset in offsets if geometry.static_band.contains(offset))
         counts.append((row["id"], len(offsets), in_static))
+    if not records:
+        return 0
     async with connection.transaction():
         await connection.copy_records_to_table(
             "allocation",

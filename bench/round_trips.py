@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import statistics
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -60,23 +61,37 @@ class Link:
 
 
 class Proxy:
-    """Forwards loopback connections to the Postgres of ``dsn``, reading the client's messages."""
+    """Forwards loopback connections to the Postgres of ``dsn``, reading the client's messages.
+
+    It runs on an event loop of its own, in a thread: the bench's loop may block (while a server
+    starts) without stalling the server's connections."""
 
     def __init__(self, dsn: str) -> None:
         self._url = make_url(dsn)
         self._host = self._url.host or str(self._url.query.get("host", "")) or "127.0.0.1"
         self._port = self._url.port or 5432
         self.links: list[Link] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> str:
+    def start(self) -> str:
         """Listen on a free loopback port; return the URL of the same database through it."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._thread.start()
+        listening = asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = asyncio.run_coroutine_threadsafe(listening, self._loop).result(10)
         port = int(self._server.sockets[0].getsockname()[1])
         return self._url.set(host="127.0.0.1", port=port, query={}).render_as_string(False)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()
+
+    async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
