@@ -70,7 +70,7 @@ class Plan:
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8, 150, 2, 5, 1_000)
+            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8, 250, 2, 5, 1_000)
         return cls(
             3.0, 0.5, 4, 5.0, 400, "10.34.0.0/16", 100_000, Settings().pool_size, 1_000, 5, 20,
             1_000,
@@ -106,7 +106,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             version = await admin.fetchval("SELECT version()")
             results["machine"] = report.describe_machine(version)
             cpus = results["machine"]["cpu_count"] or 1
-            say = print if not args.json_only else (lambda *_: None)
+            began = time.perf_counter()
+
+            def say(what: str) -> None:
+                if not args.json_only:
+                    print(f"[{time.perf_counter() - began:5.1f} s] {what}", flush=True)
 
             say("reference: pgbench one-row UPDATE at 1 and 32 clients")
             before = [

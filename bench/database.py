@@ -75,6 +75,14 @@ async def release_all(connection: asyncpg.Connection, range_name: str) -> None:
         await connection.execute(
             "UPDATE ip_range SET allocated = 0, static_allocated = 0 WHERE id = $1", range_id
         )
+    await vacuum(connection)
+
+
+async def vacuum(connection: asyncpg.Connection) -> None:
+    """Clear the dead rows of a bulk change: the allocator's own releases come one by one, and
+    autovacuum keeps up with them, but the many thousands a shortcut deletes at once would make
+    every lookup after it walk their index entries (up to twice the CPU per allocation)."""
+    await connection.execute("VACUUM (ANALYZE) allocation, bitmap_block, ip_range")
 
 
 def fill_offsets(geometry: ServiceRange, fraction: float, rng: random.Random) -> list[int]:

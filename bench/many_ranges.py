@@ -82,4 +82,4 @@ async def _add_full_ranges(
 
     await asyncio.gather(*(create(n, c) for n, c in zip(names, cidrs, strict=True)))
     await database.fill(admin, names, 1.0, rng)
-    await admin.execute("ANALYZE")
+    await database.vacuum(admin)

@@ -131,10 +131,12 @@ class Proxy:
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy Postgres's answers to the client; when Postgres closes, close the client too."""
     with contextlib.suppress(OSError, asyncio.CancelledError):
         while data := await reader.read(1 << 16):
             writer.write(data)
             await writer.drain()
+    writer.close()
 
 
 async def _frontend(

@@ -194,7 +194,7 @@ async def flat_cost(
     for fill in FILLS:
         await database.release_all(admin, "flat-16")
         held = await database.fill(admin, "flat-16", fill, rng)
-        await admin.execute("ANALYZE bitmap_block")
+        await database.vacuum(admin)
         figure = await single_client_latency(
             http_allocation(clients, "flat-16", f"f16-{fill}", release=True), samples
         )
