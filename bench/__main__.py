@@ -70,7 +70,7 @@ class Plan:
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8, 250, 2, 5, 1_000)
+            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8, 200, 2, 5, 1_000)
         return cls(
             3.0, 0.5, 4, 5.0, 400, "10.34.0.0/16", 100_000, Settings().pool_size, 1_000, 5, 20,
             1_000,
@@ -402,7 +402,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
     parser.add_argument(
         "--database-url",
         help=f"Postgres server to use (default ${database.ENV},"
