@@ -6,9 +6,10 @@ extended-protocol exchange: Parse/Bind/Execute...) and each simple Query (``Q``)
 the client waits for the server: one round trip. Each Execute and each Query is one statement.
 
 Per operation, the request's own round trips are those on the connection whose messages carry
-the request's marker (its owner, or the range it reads), up to the moment the HTTP answer
-arrives; every other round trip until the server is quiet again (the feed's read after a commit,
-for example) is counted apart. The proxy answers ``N`` to an SSL request itself, so the traffic
+the request's marker (its owner, or the range it reads), sent before the HTTP answer arrived and
+before the commit's notification passed by (after it the feed reads, perhaps on that same
+connection), unless they carry the marker; every other round trip until the server is quiet
+again (the feed's read of the new events, for example) is counted apart. The proxy answers ``N`` to an SSL request itself, so the traffic
 it reads is plain.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import math
 import statistics
 import threading
 import time
@@ -37,27 +39,37 @@ QUIET = 0.05
 """Seconds without a message to Postgres after which the server counts as done."""
 
 
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """One round trip: when the client sent its last message, how many statements it ran, and
+    whether the request's marker was in it."""
+
+    sent: float
+    statements: int
+    marked: bool
+
+
 @dataclass
 class Link:
     """One connection of the server, as the proxy sees it."""
 
-    round_trips: int = 0
-    statements: int = 0
+    trips: list[Trip] = field(default_factory=list)
+    notified: list[float] = field(default_factory=list)
+    """When each notification (LISTEN/NOTIFY) from Postgres passed by."""
     last_message: float = 0.0
     marker: bytes | None = None
-    marked: bool = False
-    log: list[float] = field(default_factory=list)
-    """When each round trip was sent (perf_counter)."""
+    _statements: int = 0
+    _marked: bool = False
 
     def message(self, kind: int, body: bytes) -> None:
         self.last_message = time.perf_counter()
-        if kind in (ord("S"), ord("Q")):
-            self.round_trips += 1
-            self.log.append(self.last_message)
         if kind in (ord("E"), ord("Q")):
-            self.statements += 1
+            self._statements += 1
         if self.marker and kind in (ord("B"), ord("Q")) and self.marker in body:
-            self.marked = True
+            self._marked = True
+        if kind in (ord("S"), ord("Q")):
+            self.trips.append(Trip(self.last_message, self._statements, self._marked))
+            self._statements, self._marked = 0, False
 
 
 class Proxy:
@@ -110,7 +122,7 @@ class Proxy:
             else:
                 upstream = await asyncio.open_connection(self._host, self._port)
             up_reader, up_writer = upstream
-            back = asyncio.create_task(_pipe(up_reader, writer))
+            back = asyncio.create_task(_pipe(up_reader, writer, link))
             try:
                 await _frontend(reader, writer, up_writer, link)
             finally:
@@ -124,17 +136,27 @@ class Proxy:
 
     def mark(self, marker: bytes) -> None:
         for link in self.links:
-            link.marker, link.marked = marker, False
+            link.marker = marker
 
     def quiet_since(self) -> float:
         return max((link.last_message for link in self.links), default=0.0)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy Postgres's answers to the client; when Postgres closes, close the client too."""
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
+    """Copy Postgres's answers to the client, noting when a notification passes; when Postgres
+    closes, close the client too."""
+    pending = b""
     with contextlib.suppress(OSError, asyncio.CancelledError):
         while data := await reader.read(1 << 16):
             writer.write(data)
+            pending += data
+            while len(pending) >= 5:
+                end = 1 + int.from_bytes(pending[1:5], "big")
+                if len(pending) < end:
+                    break
+                if pending[0] == ord("A"):
+                    link.notified.append(time.perf_counter())
+                pending = pending[end:]
             await writer.drain()
     writer.close()
 
@@ -194,25 +216,31 @@ async def count(
     send: Callable[[], Awaitable[None]],
     into: Count,
 ) -> None:
-    """Count the round trips of one request, marked by ``marker``."""
+    """Count the round trips of one request, marked by ``marker``.
+
+    The request's own are those on a connection that carried the marker, sent before its answer
+    arrived and either before the first notification of a commit passed (the feed reads after
+    it, possibly on the same connection) or carrying the marker themselves."""
     await _settle(proxy)
     proxy.mark(marker)
-    before = {id(link): (link.round_trips, link.statements) for link in proxy.links}
+    before = {id(link): len(link.trips) for link in proxy.links}
     began = time.perf_counter()
     await send()
     answered = time.perf_counter()
     await _settle(proxy)
+    notified = min(
+        (t for link in proxy.links for t in link.notified if t >= began), default=math.inf
+    )
     request = other = statements = 0
     for link in proxy.links:
-        trips, done = before.get(id(link), (0, 0))
-        new = link.round_trips - trips
-        if link.marked:
-            mine = sum(1 for t in link.log[trips:] if began <= t <= answered)
-            request += mine
-            other += new - mine
-            statements += link.statements - done
+        trips = link.trips[before.get(id(link), 0) :]
+        if any(trip.marked for trip in trips):
+            mine = [t for t in trips if t.sent <= answered and (t.sent < notified or t.marked)]
         else:
-            other += new
+            mine = []
+        request += len(mine)
+        statements += sum(t.statements for t in mine)
+        other += len(trips) - len(mine)
     into.request.append(request)
     into.other.append(other)
     into.statements.append(statements)
