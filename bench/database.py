@@ -73,53 +73,71 @@ async def release_all(connection: asyncpg.Connection, range_name: str) -> None:
             " bits = decode(repeat('00', length(bits)), 'hex') WHERE range_id = $1",
             range_id,
         )
-        await connection.execute("UPDATE ip_range SET allocated = 0 WHERE id = $1", range_id)
+        await connection.execute(
+            "UPDATE ip_range SET allocated = 0, static_allocated = 0 WHERE id = $1", range_id
+        )
+    await vacuum(connection)
+
+
+async def vacuum(connection: asyncpg.Connection) -> None:
+    """Clear the dead rows of a bulk change: the allocator's own releases come one by one, and
+    autovacuum keeps up with them, but the many thousands a shortcut deletes at once would make
+    every lookup after it walk their index entries (up to twice the CPU per allocation)."""
+    await connection.execute("VACUUM (ANALYZE) allocation, bitmap_block, ip_range")
+
+
+def fill_offsets(geometry: ServiceRange, fraction: float, rng: random.Random) -> list[int]:
+    """Return ``fraction`` of the usable offsets, the dynamic band first, as the allocator fills
+    a range: scattered uniformly over the dynamic band, and only what it cannot hold in the
+    static band (scattered over it too)."""
+    count = round(geometry.size * fraction)
+    dynamic, static = geometry.dynamic_band, geometry.static_band
+    in_dynamic = min(count, dynamic.size)
+    offsets = rng.sample(range(dynamic.first, dynamic.first + dynamic.size), in_dynamic)
+    return offsets + rng.sample(range(static.first, static.first + static.size), count - in_dynamic)
 
 
 async def fill(
-    connection: asyncpg.Connection, range_name: str, fraction: float, rng: random.Random
+    connection: asyncpg.Connection,
+    range_names: str | list[str],
+    fraction: float,
+    rng: random.Random,
 ) -> int:
-    """Allocate ``fraction`` of an empty eager range's addresses, chosen uniformly at random over
-    both bands (so the free ones are scattered over every block); return how many."""
-    row = await connection.fetchrow(
-        "SELECT id, cidr::text AS cidr, family FROM ip_range WHERE name = $1", range_name
+    """Allocate ``fraction`` of the addresses of empty eager ranges (see ``fill_offsets``), in
+    one transaction; return how many addresses it allocated in all."""
+    names = [range_names] if isinstance(range_names, str) else range_names
+    rows = await connection.fetch(
+        "SELECT id, name, cidr::text AS cidr, family FROM ip_range WHERE name = ANY($1::text[])",
+        names,
     )
-    geometry = ServiceRange.of(parse_network(row["cidr"]), check_limits=False)
-    count = round(geometry.size * fraction)
-    offsets = rng.sample(range(1, geometry.size + 1), count)
-    blocks: dict[tuple[BandKind, int], int] = {}
-    network = int(geometry.network.network)
-    address = ipaddress.IPv4Address if geometry.network.version == 4 else ipaddress.IPv6Address
     now = datetime.now(UTC)
     revision = await connection.fetchval("SELECT revision FROM log_head")
-    records = []
-    for offset in offsets:
-        band = geometry.band_of(offset)
-        block_no, bit = band.locate(offset)
-        key = (band.kind, block_no)
-        blocks[key] = blocks.get(key, 0) | 1 << bit
-        records.append(
-            (
-                address(network + offset),
-                row["family"],
-                row["id"],
-                f"fill-{offset}",
-                "{}",
-                now,
-                revision,
+    records: list[tuple[Any, ...]] = []
+    blocks: list[tuple[int, int, int, bytes, int]] = []
+    counts: list[tuple[int, int, int]] = []
+    for row in rows:
+        geometry = ServiceRange.of(parse_network(row["cidr"]), check_limits=False)
+        offsets = fill_offsets(geometry, fraction, rng)
+        network = int(geometry.network.network)
+        address = ipaddress.IPv4Address if geometry.network.version == 4 else ipaddress.IPv6Address
+        taken: dict[tuple[BandKind, int], int] = {}
+        for offset in offsets:
+            band = geometry.band_of(offset)
+            block_no, bit = band.locate(offset)
+            key = (band.kind, block_no)
+            taken[key] = taken.get(key, 0) | 1 << bit
+            owner = f"fill-{row['name']}-{offset}"
+            records.append(
+                (address(network + offset), row["family"], row["id"], owner, "{}", now, revision)
             )
-        )
-    updates = []
-    for (kind, block_no), taken in blocks.items():
-        size = geometry.band(kind).block_bits(block_no)
-        updates.append(
-            (
-                int(kind),
-                block_no,
-                taken.to_bytes(len(empty_block(size)), "little"),
-                size - taken.bit_count(),
-            )
-        )
+        for (kind, block_no), bits in taken.items():
+            size = geometry.band(kind).block_bits(block_no)
+            filled = bits.to_bytes(len(empty_block(size)), "little")
+            blocks.append((row["id"], int(kind), block_no, filled, size - bits.bit_count()))
+        in_static = sum(1 for offset in offsets if geometry.static_band.contains(offset))
+        counts.append((row["id"], len(offsets), in_static))
+    if not records:
+        return 0
     async with connection.transaction():
         await connection.copy_records_to_table(
             "allocation",
@@ -128,19 +146,19 @@ async def fill(
         )
         await connection.execute(
             "UPDATE bitmap_block b SET bits = u.bits, free = u.free"
-            " FROM unnest($1::smallint[], $2::bigint[], $3::bytea[], $4::int[])"
-            "   AS u(band, block_no, bits, free)"
-            " WHERE b.range_id = $5 AND b.band = u.band AND b.block_no = u.block_no",
-            [u[0] for u in updates],
-            [u[1] for u in updates],
-            [u[2] for u in updates],
-            [u[3] for u in updates],
-            row["id"],
+            " FROM unnest($1::int[], $2::smallint[], $3::bigint[], $4::bytea[], $5::int[])"
+            "   AS u(range_id, band, block_no, bits, free)"
+            " WHERE b.range_id = u.range_id AND b.band = u.band AND b.block_no = u.block_no",
+            *map(list, zip(*blocks, strict=True)),
         )
         await connection.execute(
-            "UPDATE ip_range SET allocated = $1 WHERE id = $2", count, row["id"]
+            "UPDATE ip_range r SET allocated = u.allocated, static_allocated = u.static_allocated"
+            " FROM unnest($1::int[], $2::bigint[], $3::bigint[])"
+            "   AS u(id, allocated, static_allocated)"
+            " WHERE r.id = u.id",
+            *map(list, zip(*counts, strict=True)),
         )
-    return count
+    return len(records)
 
 
 async def tables_size(connection: asyncpg.Connection) -> dict[str, int]:

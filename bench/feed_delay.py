@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from allocator.service import allocations, ranges
-from allocator.service.allocations import AllocationRequest
+from allocator.service import ranges
+from allocator.service.allocator import AllocationRequest, Allocator
 from allocator.settings import Settings
-from allocator.store.database import create_engine
+from allocator.store.database import create_engine, create_pool
 from bench import database, server
 
 
@@ -97,6 +97,8 @@ async def measure(
     """
     settings = Settings(database_url=database_url, pool_size=4)
     engine = create_engine(database_url, settings)
+    pool = await create_pool(database_url, settings)
+    allocator = Allocator(pool)
     try:
         # One token (the anonymous one) holds every watcher: lift the per-token limit to fit.
         limit = str(max(256, watchers))
@@ -116,13 +118,12 @@ async def measure(
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 60)
                 committed: dict[int, float] = {}
                 for n in range(writes):
-                    held, _ = await allocations.allocate(
-                        engine, AllocationRequest(owner=f"feed-{tag}-{n}")
-                    )
+                    held, _ = await allocator.allocate(AllocationRequest(owner=f"feed-{tag}-{n}"))
                     committed[held.revision] = time.monotonic()
                     await asyncio.sleep(interval)
                 await asyncio.wait_for(asyncio.gather(*readers), 120)
     finally:
+        await pool.close()
         await engine.dispose()
     delays = [
         (seen[revision] - at) * 1000

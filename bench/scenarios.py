@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.service import ranges
-from allocator.service.allocations import AllocationRequest
+from allocator.service.allocator import AllocationRequest
 from bench import database
 from bench.http_client import Connection
 from bench.load import Operation, Run, closed_loop, open_loop
@@ -40,13 +40,15 @@ class HttpClients:
 
 
 def http_allocation(
-    clients: HttpClients, range_name: str, tag: str, *, release: bool = False
+    clients: HttpClients, range_name: str | None, tag: str, *, release: bool = False
 ) -> Operation:
-    """An allocation through the HTTP API (then, with ``release``, its unmeasured release)."""
+    """An allocation through the HTTP API from ``range_name`` (None: naming no range), then, with
+    ``release``, its unmeasured release."""
+    named = {"range": range_name} if range_name else {}
 
     async def operation(client: int, n: int) -> float:
         connection = await clients.get(client)
-        body = orjson.dumps({"owner": f"{tag}-{client}-{n}", "range": range_name})
+        body = orjson.dumps({"owner": f"{tag}-{client}-{n}", **named})
         began = time.perf_counter()
         status, content = await connection.request("POST", "/v1/allocations", body)
         took = time.perf_counter() - began
@@ -57,6 +59,36 @@ def http_allocation(
             status, content = await connection.request("DELETE", f"/v1/allocations/{ip}")
             if status != 204:
                 raise RuntimeError(f"release answered {status}: {content[:200]!r}")
+        return took
+
+    return operation
+
+
+def http_churn(clients: HttpClients, range_name: str, tag: str) -> Operation:
+    """Allocations and owner-guarded releases alternating on each client: every other request
+    releases the address the one before it got."""
+    held: dict[int, tuple[str, str]] = {}
+
+    async def operation(client: int, n: int) -> float:
+        connection = await clients.get(client)
+        if client in held:
+            ip, owner = held.pop(client)
+            began = time.perf_counter()
+            status, content = await connection.request(
+                "DELETE", f"/v1/allocations/{ip}?owner={owner}"
+            )
+            took = time.perf_counter() - began
+            if status != 204:
+                raise RuntimeError(f"release answered {status}: {content[:200]!r}")
+            return took
+        owner = f"{tag}-{client}-{n}"
+        body = orjson.dumps({"owner": owner, "range": range_name})
+        began = time.perf_counter()
+        status, content = await connection.request("POST", "/v1/allocations", body)
+        took = time.perf_counter() - began
+        if status != 201:
+            raise RuntimeError(f"allocation answered {status}: {content[:200]!r}")
+        held[client] = (orjson.loads(content)["ip"], owner)
         return took
 
     return operation
@@ -96,6 +128,22 @@ async def throughput(
         if on_each is not None:
             await on_each()
     return figures
+
+
+async def churn(
+    clients: HttpClients,
+    range_name: str,
+    connections: int,
+    seconds: float,
+    warmup: float,
+    server_cpu: Callable[[], float],
+) -> dict[str, Any]:
+    """Requests per second of allocations and releases alternating on ``connections`` clients
+    (``http_churn``); what is still held at the end stays for the caller to reset."""
+    before = server_cpu()
+    run = await closed_loop(http_churn(clients, range_name, "churn"), connections, seconds, warmup)
+    run.server_cpu_seconds = (server_cpu() - before) * seconds / (seconds + warmup)
+    return run.figures()
 
 
 async def offered_latency(
@@ -146,7 +194,7 @@ async def flat_cost(
     for fill in FILLS:
         await database.release_all(admin, "flat-16")
         held = await database.fill(admin, "flat-16", fill, rng)
-        await admin.execute("ANALYZE bitmap_block")
+        await database.vacuum(admin)
         figure = await single_client_latency(
             http_allocation(clients, "flat-16", f"f16-{fill}", release=True), samples
         )

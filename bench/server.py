@@ -42,18 +42,22 @@ def free_port() -> int:
 
 @contextmanager
 def running(database_url: str, workers: int = 1, **env: str) -> Iterator[Server]:
-    """Start the server on a free loopback port; yield it once ready; stop it afterwards."""
+    """Start ``allocator serve`` on a free loopback port; yield it once ready; stop it afterwards."""
     port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     command = [sys.executable, "-m", "allocator", "serve", "--port", str(port)]
     command += ["--log-level", "warning"]
     if workers > 1:
         command += ["--workers", str(workers)]
+    with spawned(command, port, ALLOCATOR_DATABASE_URL=database_url, **env) as server:
+        yield server
+
+
+@contextmanager
+def spawned(command: list[str], port: int, **env: str) -> Iterator[Server]:
+    """Run ``command``, a server on ``port`` that answers ``GET /readyz``; yield it once ready."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
-        command,
-        env={**os.environ, "ALLOCATOR_DATABASE_URL": database_url, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:

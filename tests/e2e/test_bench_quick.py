@@ -6,6 +6,7 @@ each figure was measured and written, with its reference and the charts.
 
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +14,19 @@ from pathlib import Path
 import orjson
 import pytest
 
+from allocator.domain.address import parse_network
+from allocator.domain.range import ServiceRange
+
 THROUGHPUT_PATHS = {
     "HTTP, 1 process",
     "HTTP, 1 process, group commit off",
     "HTTP, 2 processes",
-    "service layer, group commit",
-    "service layer, one per transaction",
+    "service layer, Allocator (grouped)",
+    "service layer, Allocator(max_group=1)",
 }
+HTTP_PATHS = {p for p in THROUGHPUT_PATHS if p.startswith("HTTP")}
+WRITES = ("dynamic allocation", "release", "static allocation")
+READS = ("GET /v1/ranges/{name}", "GET /healthz")
 FLAT_COST = {
     "empty /24",
     "/16 at 0.0% fill",
@@ -82,7 +89,66 @@ def test_latency_flat_cost_fill_size_and_delivery(results: dict) -> None:
     assert all(measured(delivery[f"p99_ms_{n}"]) for n in (1, 100, 500))
 
 
+def test_churn_at_32_connections_on_every_http_path(results: dict) -> None:
+    assert set(results["churn"]) == HTTP_PATHS
+    for row in results["churn"].values():
+        assert row["clients"] == 32 and row["errors"] == 0
+        assert measured(row["per_second"]) and measured(row["p50_ms"])
+
+
+def test_cpu_per_request_next_to_its_references(results: dict) -> None:
+    figures = results["cpu"]
+    assert figures["rounds"] == 2 and figures["requests_per_round"] > 0
+    server = figures["server_ms"]
+    assert set(server) == {*WRITES, *READS, "bare FastAPI POST (same body)"}
+    assert all(measured(ms) for ms in server.values()), server
+    # Postgres runs on the machine of the tests, so the backends were read.
+    backend = figures["backend"]["ms"]
+    assert all(measured(backend[k]) for k in (*WRITES, "one-row UPDATE transaction")), backend
+    assert all(math.isfinite(backend[k]) and backend[k] >= 0 for k in READS), backend
+
+
+def test_one_round_trip_per_operation(results: dict) -> None:
+    trips = results["round_trips"]
+    assert set(trips) == {*WRITES, "GET /v1/ranges/{name}"}
+    for row in trips.values():
+        assert row["samples"] == 5
+        # Counted on the wire: every request reaches Postgres at least once.
+        assert row["request"] >= 1 and row["statements"] >= 1
+        assert math.isfinite(row["other"]) and row["other"] >= 0
+
+
+def test_latency_by_number_of_ranges(results: dict) -> None:
+    count = results["range_count"]
+    assert count["ranges"] == 1000 and measured(count["setup_seconds"])
+    cases = {f"{n}, naming {what}" for n in ("1 range", "1000 ranges") for what in ("it", "none")}
+    assert set(count["latency"]) == cases
+    for row in count["latency"].values():
+        assert measured(row["p50_ms"]) and row["count"] > 0
+
+
 def test_every_target_has_a_ratio(results: dict) -> None:
-    assert len(results["targets"]) == 6
+    names = [t["name"] for t in results["targets"]]
+    assert len(names) == len(set(names)) == 19
+    pending = [t for t in results["targets"] if t["met"] is None]
+    # The batch endpoint is not built yet: its place is kept, marked pending.
+    assert [t["name"] for t in pending] == [n for n in names if "batch" in n]
+    assert results["batch"]["status"].startswith("pending")
     for target in results["targets"]:
-        assert measured(target["ratio"]) and isinstance(target["met"], bool), target
+        if target["met"] is not None:
+            assert measured(target["ratio"]) and isinstance(target["met"], bool), target
+
+
+def test_fill_takes_the_dynamic_band_first() -> None:
+    """The fill levels measured are those the allocator itself reaches: the static band only
+    takes what the dynamic band cannot hold."""
+    from bench.database import fill_offsets
+
+    geometry = ServiceRange.of(parse_network("10.33.0.0/16"))
+    dynamic, static = geometry.dynamic_band, geometry.static_band
+    offsets = fill_offsets(geometry, 0.999, random.Random(1))
+    assert len(offsets) == len(set(offsets)) == round(65534 * 0.999)
+    assert set(range(dynamic.first, dynamic.last + 1)) <= set(offsets)
+    assert sum(1 for o in offsets if static.contains(o)) == len(offsets) - dynamic.size
+    half = fill_offsets(geometry, 0.5, random.Random(1))
+    assert not any(static.contains(o) for o in half)
