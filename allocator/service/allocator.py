@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +39,13 @@ import orjson
 from allocator.domain.address import Family, family_of, format_address
 from allocator.domain.errors import AllocatorError, InvalidRequest, Unavailable
 from allocator.domain.model import Allocation
-from allocator.service.unit_of_work import ATTEMPTS, RACE_STATES, RETRY_BACKOFF, sqlstate, statement
+from allocator.service.unit_of_work import (
+    ATTEMPTS,
+    RACE_STATES,
+    after_lost_race,
+    sqlstate,
+    statement,
+)
 from allocator.store.write import Kind, Operation, Outcome, write
 
 log = logging.getLogger(__name__)
@@ -292,12 +297,7 @@ class Allocator:
             except Exception as exc:
                 if sqlstate(exc) not in RACE_STATES:
                     raise
-                if attempt == ATTEMPTS - 1:
-                    raise Unavailable(
-                        f"the request lost {ATTEMPTS} races with concurrent writers in a row; retry"
-                    ) from exc
-                # Racers that collided once would collide again in lockstep: spread them out.
-                await asyncio.sleep(random.uniform(0, RETRY_BACKOFF * 2**attempt))
+                await after_lost_race(attempt, exc)
         raise AssertionError("unreachable")
 
     async def _call(self, operations: Sequence[Operation]) -> list[Outcome]:

@@ -130,6 +130,17 @@ class UnitOfWork:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
+async def after_lost_race(attempt: int, lost: BaseException) -> None:
+    """Pause before attempt ``attempt + 1`` of a use case that lost a race; raise Unavailable
+    (a 503: the client retries later) when that was the last attempt."""
+    if attempt == ATTEMPTS - 1:
+        raise Unavailable(
+            f"the request lost {ATTEMPTS} races with concurrent writers in a row; retry"
+        ) from lost
+    # Racers that collided once would collide again in lockstep: spread them out.
+    await asyncio.sleep(random.uniform(0, RETRY_BACKOFF * 2**attempt))
+
+
 async def run(
     engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, read_only: bool = False
 ) -> T:
@@ -154,12 +165,7 @@ async def run(
         except (DBAPIError, ConcurrentChange) as exc:
             if isinstance(exc, DBAPIError) and sqlstate(exc) not in RACE_STATES:
                 raise
-            if attempt == ATTEMPTS - 1:
-                raise Unavailable(
-                    f"the request lost {ATTEMPTS} races with concurrent writers in a row; retry"
-                ) from exc
-            # Racers that collided once would collide again in lockstep: spread them out.
-            await asyncio.sleep(random.uniform(0, RETRY_BACKOFF * 2**attempt))
+            await after_lost_race(attempt, exc)
     raise AssertionError("unreachable")
 
 
