@@ -38,7 +38,13 @@ FUNCTIONS = (
     "allocator_address(cidr, numeric)",
     "allocator_offset(inet, cidr)",
 )
-TYPES = ("allocator_draft", "allocator_outcome", "allocator_spot", "allocator_place", "allocator_held")
+TYPES = (
+    "allocator_draft",
+    "allocator_outcome",
+    "allocator_spot",
+    "allocator_place",
+    "allocator_held",
+)
 
 
 def upgrade() -> None:
