@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from allocator import __version__
 from allocator.api import openapi, problems
 from allocator.api.auth import Authenticator, Reads, audit
-from allocator.api.deps import KnownQuery
 from allocator.api.feed import running_feed
 from allocator.api.limits import BodyLimit, WatchLimiter
 from allocator.api.metrics import Metrics
@@ -81,10 +80,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     # Outermost: the request id and the log line cover every other middleware's answers too.
     app.add_middleware(RequestLog, metrics=app.state.metrics)
-    # Each route of ranges and allocations names the permission it needs; the feed only reads.
-    app.include_router(ranges.router, dependencies=[KnownQuery])
-    app.include_router(allocations.router, dependencies=[KnownQuery])
-    app.include_router(events.router, dependencies=[Reads, KnownQuery])
+    # Each route of ranges and allocations names the permission it needs (its one dependency,
+    # which also refuses unknown query parameters); the feed only reads.
+    app.include_router(ranges.router)
+    app.include_router(allocations.router)
+    app.include_router(events.router, dependencies=[Reads])
     app.include_router(health.router)  # probes need no token
     app.include_router(occupancy.router)
     app.include_router(metrics_routes.router)  # scraped like the probes, without a token

@@ -14,13 +14,14 @@ serve`` then listens on loopback only unless told ``--insecure``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from allocator.api.deps import reject_unknown_query, require_json
 from allocator.domain.errors import Forbidden, Unauthorized
 from allocator.domain.token import ANONYMOUS, Permission, Principal
 from allocator.settings import Settings
@@ -86,17 +87,22 @@ def audit(logger: logging.Logger) -> None:
         logger.addFilter(PrincipalFilter())
 
 
-def authorize(permission: Permission) -> Callable[..., Awaitable[Principal]]:
-    """Return the dependency that admits principals holding ``permission``."""
+def authorize(permission: Permission, *, json_body: bool = False) -> Any:
+    """Return the one dependency of a route that needs ``permission``: it refuses unknown query
+    parameters, admits principals holding ``permission`` and, with ``json_body``, refuses a body
+    not declared JSON, in that order.
 
-    # async although it awaits nothing: FastAPI runs a sync dependency in a worker thread, a hop
-    # that costs more than the check itself on every request.
-    async def dependency(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
+    One dependency, not one per check: FastAPI's resolution of each dependency costs more than
+    the check itself, on every request. The bearer scheme therefore is not a sub-dependency;
+    ``allocator.api.openapi`` declares it for every operation that has a ``permission``.
+    """
+
+    # async although it awaits nothing slow: FastAPI runs a sync dependency in a worker thread,
+    # a hop that costs more than the check itself on every request.
+    async def dependency(request: Request) -> Principal:
+        reject_unknown_query(request)
         authenticator: Authenticator = request.app.state.authenticator
-        principal = authenticator.principal(credentials)
+        principal = authenticator.principal(await bearer(request))
         request.state.principal = principal
         current_principal.set(principal)  # the route runs in this task: its logs see it
         if not principal.may(permission):
@@ -105,14 +111,28 @@ def authorize(permission: Permission) -> Callable[..., Awaitable[Principal]]:
                 role=str(principal.role),
                 permission=str(permission),
             )
+        if json_body:
+            require_json(request)
         return principal
 
-    return dependency
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return Depends(dependency)
 
 
-Reads = Depends(authorize(Permission.READ))
-Allocates = Depends(authorize(Permission.ALLOCATE))
-Administers = Depends(authorize(Permission.ADMINISTER))
+def permission_of(dependant: Dependant) -> Permission | None:
+    """The permission a route's dependency asks for (None: the route needs no token)."""
+    for dependency in dependant.dependencies:
+        permission: Permission | None = getattr(dependency.call, "permission", None)
+        if permission is not None:
+            return permission
+    return None
+
+
+Reads = authorize(Permission.READ)
+Allocates = authorize(Permission.ALLOCATE)
+AllocatesJson = authorize(Permission.ALLOCATE, json_body=True)
+Administers = authorize(Permission.ADMINISTER)
+AdministersJson = authorize(Permission.ADMINISTER, json_body=True)
 
 ReaderDep = Annotated[Principal, Reads]
 AllocatorDep = Annotated[Principal, Allocates]

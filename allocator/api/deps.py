@@ -43,7 +43,7 @@ def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-async def require_json(request: Request) -> None:
+def require_json(request: Request) -> None:
     """Refuse a body that is not declared JSON (text, form data...) as an invalid request that
     says so: it would otherwise fail validation with a message about the body's shape, not its
     type."""
@@ -53,9 +53,6 @@ async def require_json(request: Request) -> None:
             f"send the body as JSON with Content-Type: application/json, not {media_type or 'no type'}",
             field="body",
         )
-
-
-JsonBody = Depends(require_json)
 
 
 _query_names: dict[int, frozenset[str]] = {}
@@ -69,7 +66,7 @@ def _query_params_of(dependant: Dependant) -> set[str]:
     return names
 
 
-async def reject_unknown_query(request: Request) -> None:
+def reject_unknown_query(request: Request) -> None:
     """Refuse query parameters the route does not define, and any given twice (422), as unknown
     body fields are: a misspelt ``ownr=`` must not silently widen a release or a listing to
     everything, nor ``owner=a&owner=b`` mean whichever one the framework keeps."""
@@ -92,6 +89,3 @@ async def reject_unknown_query(request: Request) -> None:
         raise InvalidRequest(
             f"query parameter {repeated[0]!r} is given more than once", field=repeated[0]
         )
-
-
-KnownQuery = Depends(reject_unknown_query)

@@ -45,6 +45,9 @@ class RequestLog:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        """The counter and histogram children of each (method, route, status): looking them up
+        by labels on every request costs more than counting."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,8 +74,17 @@ class RequestLog:
 
     def _record(self, scope: Scope, status: int, seconds: float, rid: str) -> None:
         method, path, route = scope["method"], scope["path"], route_template(scope)
-        self.metrics.http_requests.labels(method, route, str(status)).inc()
-        self.metrics.http_duration.labels(method, route).observe(seconds)
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._series[method, route, status] = (
+                self.metrics.http_requests.labels(method, route, str(status)),
+                self.metrics.http_duration.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if not log.isEnabledFor(level):
+            return
         extra: dict[str, Any] = {
             "request_id": rid,
             "method": method,
@@ -85,5 +97,4 @@ class RequestLog:
         if principal is not None:
             extra["principal"] = getattr(principal, "name", None)
             extra["role"] = getattr(principal, "role", None)
-        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         log.log(level, "%s %s %d", method, path, status, extra=extra)

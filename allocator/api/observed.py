@@ -28,6 +28,8 @@ def _metrics(request: Request) -> Metrics:
 
 
 def _log_allocation(message: str, allocation: Allocation, revision: int | None = None) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return  # the record's fields cost more to gather than the change they describe
     log.info(
         "%s %s",
         message,

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
 from fastapi.openapi.utils import get_openapi
 
+from allocator.api.auth import bearer, permission_of
 from allocator.api.problem_schemas import Problem
 from allocator.api.problems import MEDIA_TYPE
 
@@ -64,12 +65,13 @@ def install(app: FastAPI, *, open_server: bool, watch_timeout_seconds: int) -> N
             )
             if open_server:
                 document["info"]["description"] += OPEN
+            else:
+                _bearer_where_needed(document, app.routes)
             for item in document.get("paths", {}).values():
                 for operation in item.values():
                     _problems_as_problem_json(operation)
                     _parameters_without_null(operation)
                     if open_server:
-                        operation.pop("security", None)
                         for status in AUTH_STATUSES:
                             operation.get("responses", {}).pop(status, None)
             _bound_watch_timeout(document, watch_timeout_seconds)
@@ -78,6 +80,18 @@ def install(app: FastAPI, *, open_server: bool, watch_timeout_seconds: int) -> N
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]
+
+
+def _bearer_where_needed(document: dict[str, Any], routes: list[Any]) -> None:
+    """Declare the bearer scheme on every operation whose route asks for a permission (the auth
+    dependency reads the header itself, so FastAPI does not know it is a security scheme)."""
+    name = bearer.scheme_name
+    for route in routing.iter_route_contexts(routes):
+        if isinstance(route.original_route, routing.APIRoute) and permission_of(route.dependant):
+            for method in route.methods or ():
+                document["paths"][route.path_format][method.lower()]["security"] = [{name: []}]
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[name] = bearer.model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _problems_as_problem_json(operation: dict[str, Any]) -> None:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from allocator.api import observed
-from allocator.api.auth import Allocates, Reads
-from allocator.api.deps import JsonBody, json_response, reader
+from allocator.api.auth import Allocates, AllocatesJson, Reads
+from allocator.api.deps import json_response, reader
 from allocator.api.problem_schemas import refusals
 from allocator.api.schemas import (
     ADDRESS_PATTERN,
@@ -68,7 +68,7 @@ Owner = Annotated[
             errors.RequestTooLarge,
         ),
     },
-    dependencies=[Allocates, JsonBody],
+    dependencies=[AllocatesJson],
 )
 async def allocate(body: AllocationCreate, http: Request) -> Response:
     """Without `ip`, a random free address of the family, from the dynamic band first (the static

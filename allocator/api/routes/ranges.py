@@ -6,8 +6,8 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from allocator.api import observed
-from allocator.api.auth import Administers, Reads
-from allocator.api.deps import EngineDep, JsonBody, json_response, reader
+from allocator.api.auth import Administers, AdministersJson, Reads
+from allocator.api.deps import EngineDep, json_response, reader
 from allocator.api.problem_schemas import refusals
 from allocator.api.schemas import TEXT_PATTERN, RangeCreate, RangeList, RangeRead
 from allocator.domain import errors
@@ -30,7 +30,7 @@ RangeName = Path(
     status_code=201,
     response_model=RangeRead,
     response_description="Created, at a new revision",
-    dependencies=[Administers, JsonBody],
+    dependencies=[AdministersJson],
     responses=refusals(
         errors.RangeExists, errors.RangeOverlaps, errors.Forbidden, errors.RequestTooLarge
     ),
