@@ -75,3 +75,8 @@ class Settings(BaseSettings):
     event_retention_count: int = Field(default=1_000_000, ge=1)
     compaction_interval_seconds: float = Field(default=60.0, gt=0)
     compaction_batch: int = Field(default=5_000, ge=1)
+
+    # Release cool-down (see allocator.service.cooldown).
+    cooldown_sweep_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="seconds between two rounds that end cool-downs"
+    )

@@ -19,6 +19,7 @@ from allocator.api.middleware import RequestLog
 from allocator.api.routes import allocations, events, health, occupancy, ranges
 from allocator.api.routes import metrics as metrics_routes
 from allocator.service.allocator import Allocator
+from allocator.service.cooldown import keep_ending
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
 from allocator.service.reader import Reader
 from allocator.service.watch import longest_timeout
@@ -51,8 +52,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             )
             app.state.reader = Reader(pool, settings.pool_timeout)
             app.state.embedded = embedded
-            async with running_feed(app, engine, url, settings):
-                yield
+            cooldowns = asyncio.create_task(
+                keep_ending(engine, settings.cooldown_sweep_seconds), name="cool-downs"
+            )
+            try:
+                async with running_feed(app, engine, url, settings):
+                    yield
+            finally:
+                cooldowns.cancel()
+                await asyncio.gather(cooldowns, return_exceptions=True)
         finally:
             await pool.close()
             await engine.dispose()

@@ -79,9 +79,13 @@ async def release_owner(request: Request, owner: str) -> list[Allocation]:
     return [one for one, _ in released]
 
 
-async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:
+async def create_range(
+    engine: AsyncEngine, name: str, cidr: str, release_cooldown_seconds: int
+) -> Range:
     """``ranges.create_range``, logged."""
-    created = await ranges.create_range(engine, name, cidr)
+    created = await ranges.create_range(
+        engine, name, cidr, release_cooldown_seconds=release_cooldown_seconds
+    )
     log.info(
         "range created %s %s",
         name,
@@ -94,6 +98,18 @@ async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:
         },
     )
     return created
+
+
+async def change_range(engine: AsyncEngine, name: str, change: ranges.RangeChange) -> str:
+    """``ranges.change_range``, logged."""
+    changed = await ranges.change_range(engine, name, change)
+    log.info(
+        "range changed %s %s",
+        name,
+        change.given(),
+        extra={"request_id": request_id.get(), "range": name},
+    )
+    return changed
 
 
 async def delete_range(engine: AsyncEngine, name: str) -> int:

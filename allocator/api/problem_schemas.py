@@ -13,6 +13,7 @@ import enum
 import functools
 import operator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -104,6 +105,17 @@ SHAPES: dict[type[errors.AllocatorError], Shape] = {
         "Another owner holds the address: a late release never frees a re-allocated address.",
         "10.96.0.10 is held by 'default/new', not 'default/old'",
         {"holder": Member(str, "the owner that holds it", "default/new")},
+    ),
+    errors.IPCoolingDown: Shape(
+        "The address was released a moment ago and cools down: only the owner that released it "
+        "may take it back until available_at.",
+        "10.96.0.10 was released by 'default/old' and cools down until 2026-11-25T10:05:00.000000Z",
+        {
+            "available_at": Member(
+                datetime, "when its cool-down ends (RFC 3339)", "2026-11-25T10:05:00.000000Z"
+            ),
+            "released_by": Member(str, "the owner that released it", "default/old"),
+        },
     ),
     errors.RevisionCompacted: Shape(
         "The events after this revision were deleted, or the watcher fell too far behind: "

@@ -30,6 +30,7 @@ STATUS: dict[type[errors.AllocatorError], int] = {
     errors.IPAlreadyAllocated: 409,
     errors.OwnerHasAllocation: 409,
     errors.OwnerMismatch: 409,
+    errors.IPCoolingDown: 409,
     errors.RevisionCompacted: 410,
     errors.RevisionUnknown: 410,
     errors.Unauthorized: 401,
@@ -64,7 +65,13 @@ def field_name(location: tuple[int | str, ...]) -> str:
 
 
 def document_of(error: errors.AllocatorError) -> dict[str, Any]:
-    """Return the problem document of a domain error."""
+    """Return the problem document of a domain error; a failed batch has the status of its
+    first refusal and lists every refusal's document."""
+    if isinstance(error, errors.BatchFailed):
+        documents = [(index, document_of(e)) for index, e in error.refusals]
+        refused = [{"index": index, "problem": document} for index, document in documents]
+        status = documents[0][1]["status"]
+        return problem(status, error.type, error.title, error.detail, errors=refused)
     status = STATUS.get(type(error), 400)
     return problem(status, error.type, error.title, error.detail, **error.extensions)
 

@@ -7,13 +7,14 @@ rather than these models; the models are what the schema promises those document
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from allocator.domain.address import Family
 from allocator.domain.metadata import check_metadata
+from allocator.domain.range import MAX_RELEASE_COOLDOWN_SECONDS
 from allocator.domain.range import NAME_PATTERN as RANGE_NAME
 
 # The shapes of names, addresses and CIDRs, so the schema tells clients (and generators of test
@@ -32,8 +33,10 @@ RANGE_EXAMPLE: dict[str, Any] = {
     "family": "IPv4",
     "size": 1048574,
     "allocated": 3,
-    "free": 1048571,
+    "cooling": 1,
+    "free": 1048570,
     "static_band": {"first": "10.96.0.1", "last": "10.96.1.0", "size": 256},
+    "release_cooldown_seconds": 300,
     "created_at": CREATED_AT,
     "revision": 1,
 }
@@ -63,10 +66,31 @@ def absent_or(description: str) -> Any:
     return Field(default=None, description=description, json_schema_extra=_no_default)
 
 
+ReleaseCooldown = Annotated[
+    int,
+    Field(
+        strict=True,  # 30.0 and "30" are not integers
+        ge=0,
+        le=MAX_RELEASE_COOLDOWN_SECONDS,
+        description="seconds a released address cools down (only its releasing owner may take "
+        "it back meanwhile); 0: reusable at once. A change applies to later releases only",
+    ),
+]
+
+
 class RangeCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"name": "default-ipv4", "cidr": "10.96.0.0/12"}]},
+        json_schema_extra={
+            "examples": [
+                {"name": "default-ipv4", "cidr": "10.96.0.0/12"},
+                {
+                    "name": "default-ipv6",
+                    "cidr": "fd00:10:96::/112",
+                    "release_cooldown_seconds": 300,
+                },
+            ]
+        },
     )
 
     name: str = Field(
@@ -80,6 +104,21 @@ class RangeCreate(BaseModel):
         max_length=64,
         pattern=CIDR_PATTERN,
         description="the network, host bits zero: IPv4 prefix 8-30, IPv6 prefix 64-126",
+    )
+    release_cooldown_seconds: ReleaseCooldown = 0
+
+
+class RangePatch(BaseModel):
+    """A JSON merge patch of a range: the members given change, the others stay."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"release_cooldown_seconds": 300}]}
+    )
+
+    # Typed without None: in a merge patch a null removes a member, and no member of a range
+    # can be removed (absent, it is left as it is).
+    release_cooldown_seconds: ReleaseCooldown = absent_or(
+        "seconds a released address cools down, 0 to 86400"
     )
 
 
@@ -101,11 +140,13 @@ class RangeRead(BaseModel):
     family: Family
     size: int = Field(description="usable addresses: not the network, nor the IPv4 broadcast")
     allocated: int
-    free: int
+    cooling: int = Field(description="released addresses still cooling down")
+    free: int = Field(description="size - allocated - cooling")
     static_band: Span = Field(
         description="the first usable addresses, for user-requested IPs (KEP-3070); "
         "dynamic allocation takes them only when the rest is full"
     )
+    release_cooldown_seconds: int
     created_at: datetime
     revision: int = Field(description="the revision that created the range")
 

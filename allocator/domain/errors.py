@@ -13,6 +13,8 @@
      ├── IPAlreadyAllocated       409 ip-already-allocated  (holder)
      ├── OwnerHasAllocation       409 owner-has-allocation  (allocation)
      ├── OwnerMismatch            409 owner-mismatch        (holder)
+     ├── IPCoolingDown            409 ip-cooling-down       (available_at, released_by)
+     ├── BatchFailed              the first refusal's status, batch-failed (errors)
      ├── RevisionCompacted        410 revision-compacted
      ├── RevisionUnknown          410 revision-unknown
      ├── Unauthorized             401 unauthorized          (no token, or one that is not known)
@@ -104,6 +106,23 @@ class OwnerHasAllocation(AllocatorError):
 class OwnerMismatch(AllocatorError):
     type = "owner-mismatch"
     title = "Another owner holds this IP"
+
+
+class IPCoolingDown(AllocatorError):
+    type = "ip-cooling-down"
+    title = "IP cooling down after its release"
+
+
+class BatchFailed(AllocatorError):
+    """An atomic batch of which some requests were refused: nothing was stored. ``refusals``
+    holds each refused request's index and error."""
+
+    type = "batch-failed"
+    title = "Batch failed"
+
+    def __init__(self, detail: str, refusals: list[tuple[int, AllocatorError]]) -> None:
+        super().__init__(detail)
+        self.refusals = refusals
 
 
 class RevisionCompacted(AllocatorError):

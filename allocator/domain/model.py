@@ -30,10 +30,13 @@ class Range:
     revision: int
     static_allocated: int = 0
     """How many of the allocations lie in the static band."""
+    cooling: int = 0
+    """Released addresses still cooling down: neither allocated nor free."""
+    release_cooldown_seconds: int = 0
 
     @property
     def free(self) -> int:
-        return self.geometry.size - self.allocated
+        return self.geometry.size - self.allocated - self.cooling
 
     def document(self) -> dict[str, Any]:
         """Return the Range object of the HTTP contract."""
@@ -44,12 +47,14 @@ class Range:
             "family": str(self.geometry.family),
             "size": self.geometry.size,
             "allocated": self.allocated,
+            "cooling": self.cooling,
             "free": self.free,
             "static_band": {
                 "first": str(self.geometry.address_at(band.first)) if band.size else None,
                 "last": str(self.geometry.address_at(band.last)) if band.size else None,
                 "size": band.size,
             },
+            "release_cooldown_seconds": self.release_cooldown_seconds,
             "created_at": format_time(self.created_at),
             "revision": self.revision,
         }

@@ -63,6 +63,21 @@ def validate_name(name: str) -> str:
     return name
 
 
+MAX_RELEASE_COOLDOWN_SECONDS = 86_400
+"""A released address cools down for at most a day before anyone may take it again."""
+
+
+def validate_release_cooldown(seconds: int) -> int:
+    """Return ``seconds`` if it is a whole number of seconds from 0 to a day."""
+    if isinstance(seconds, bool) or not 0 <= seconds <= MAX_RELEASE_COOLDOWN_SECONDS:
+        raise InvalidRequest(
+            f"release_cooldown_seconds must be an integer from 0 to"
+            f" {MAX_RELEASE_COOLDOWN_SECONDS}, not {seconds!r}",
+            field="release_cooldown_seconds",
+        )
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceRange:
     """The address geometry of one range; build it with ``ServiceRange.of``."""

@@ -23,21 +23,25 @@ Each request gets the answer it would get alone:
   it runs again alone, where waiting is safe (a call that holds blocks never waits for more);
 - a group whose call fails as a whole (a race with another process, after which the database
   refused it) runs again one request at a time, so a failing request never fails the others.
+
+A batch (``allocate_many``) is one client's requests in one call of their own, never split: they
+are answered as if run one after the other in one transaction, and an atomic batch stores all of
+them or nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import netaddr
 import orjson
 
 from allocator.domain.address import Family, family_of, format_address
-from allocator.domain.errors import AllocatorError, InvalidRequest, Unavailable
+from allocator.domain.errors import AllocatorError, BatchFailed, InvalidRequest, Unavailable
 from allocator.domain.model import Allocation
 from allocator.service.unit_of_work import (
     ATTEMPTS,
@@ -46,9 +50,11 @@ from allocator.service.unit_of_work import (
     sqlstate,
     statement,
 )
-from allocator.store.write import Kind, Operation, Outcome, write
+from allocator.store.write import BatchRefused, Kind, Operation, Outcome, write, write_batch
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_GROUP = 64
 """Operations per call at most: bounds the statement and the time its blocks stay locked."""
@@ -74,6 +80,17 @@ class AllocationRequest:
 
 Release = tuple[Allocation, int]
 """An allocation as it was when released, and the revision of its release."""
+
+Answer = tuple[Allocation, bool] | AllocatorError
+"""What one request of a batch got: the allocation and whether it is new, or its refusal."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    answers: list[Answer]
+    """One per request, in order."""
+    revision: int
+    """The head revision after the batch."""
 
 
 def _errors() -> dict[str, type[AllocatorError]]:
@@ -103,6 +120,29 @@ def _answer(outcome: Outcome) -> Outcome:
     if outcome.problem is not None:
         raise refusal(outcome)
     return outcome
+
+
+def _allocated(outcome: Outcome) -> tuple[Allocation, bool]:
+    assert outcome.body is not None
+    return Allocation.of_document(orjson.loads(outcome.body)), outcome.status == 201
+
+
+def _allocation(request: AllocationRequest, field: str = "") -> Operation:
+    """Return the operation of ``request``; raise InvalidRequest (naming ``field``'s ``family``)
+    when its family contradicts its ip."""
+    if request.ip is not None and request.family and family_of(request.ip) != request.family:
+        raise InvalidRequest(
+            f"ip {request.ip} is {family_of(request.ip)}, but family says {request.family}",
+            field=f"{field}family",
+        )
+    return Operation(
+        Kind.ALLOCATE,
+        request.owner,
+        ip=format_address(request.ip) if request.ip is not None else None,
+        range=request.range,
+        family=str(request.family) if request.family else None,
+        metadata=orjson.dumps(request.metadata).decode(),
+    )
 
 
 @dataclass(slots=True)
@@ -142,25 +182,32 @@ class Allocator:
         range), RangeNotFound, NoRangeForFamily, IPNotInRange, IPAlreadyAllocated (naming the
         holder), OwnerHasAllocation, RangeFull, Unavailable.
         """
-        if request.ip is not None and request.family and family_of(request.ip) != request.family:
-            raise InvalidRequest(
-                f"ip {request.ip} is {family_of(request.ip)}, but family says {request.family}",
-                field="family",
+        return _allocated(_answer(await self._submit(_allocation(request))))
+
+    async def allocate_many(
+        self, requests: Sequence[AllocationRequest], *, atomic: bool = True
+    ) -> BatchResult:
+        """Answer ``requests`` as if each ran after the one before it, in one transaction; new
+        allocations take consecutive revisions in request order.
+
+        Atomic, a refusal of any stores nothing and raises BatchFailed with every refusal;
+        otherwise each request's refusal is its answer. Raises InvalidRequest (naming
+        ``requests[i].family``) before anything runs, Unavailable.
+        """
+        operations = [_allocation(r, f"requests[{n}].") for n, r in enumerate(requests)]
+        try:
+            outcomes, head = await self._retried(
+                lambda c: write_batch(c, operations, atomic=atomic)
             )
-        outcome = _answer(
-            await self._submit(
-                Operation(
-                    Kind.ALLOCATE,
-                    request.owner,
-                    ip=format_address(request.ip) if request.ip is not None else None,
-                    range=request.range,
-                    family=str(request.family) if request.family else None,
-                    metadata=orjson.dumps(request.metadata).decode(),
-                )
-            )
-        )
-        assert outcome.body is not None
-        return Allocation.of_document(orjson.loads(outcome.body)), outcome.status == 201
+        except BatchRefused as refused:
+            first, outcome = refused.refusals[0]
+            raise BatchFailed(
+                f"{len(refused.refusals)} of {len(requests)} requests refused, nothing stored;"
+                f" request {first}: {outcome.detail}",
+                [(index, refusal(o)) for index, o in refused.refusals],
+            ) from None
+        answers = [refusal(o) if o.problem is not None else _allocated(o) for o in outcomes]
+        return BatchResult(answers, head)
 
     async def release(self, ip: netaddr.IPAddress, owner: str | None = None) -> Release:
         """Release ``ip``; return the allocation as it was and the revision of the release.
@@ -290,10 +337,14 @@ class Allocator:
 
     async def _alone(self, operation: Operation) -> Outcome:
         """Run ``operation`` in a call of its own, again after a lost race (see RACE_STATES)."""
+        (outcome,) = await self._retried(lambda c: write(c, [operation]))
+        return outcome
+
+    async def _retried(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work`` on a connection, again after a lost race (see RACE_STATES)."""
         for attempt in range(ATTEMPTS):
             try:
-                (outcome,) = await self._call([operation])
-                return outcome
+                return await statement(self.pool, work, acquire_timeout=self._acquire_timeout)
             except Exception as exc:
                 if sqlstate(exc) not in RACE_STATES:
                     raise

@@ -1,9 +1,13 @@
-"""Range use cases: create, read, list, delete."""
+"""Range use cases: create, read, list, change, delete."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.address import parse_network
@@ -15,18 +19,35 @@ from allocator.domain.errors import (
     RangeOverlaps,
 )
 from allocator.domain.model import Range
-from allocator.domain.range import ServiceRange, validate_name
+from allocator.domain.range import ServiceRange, validate_name, validate_release_cooldown
 from allocator.service.unit_of_work import run
 from allocator.store import bitmap, ranges
 
 
-async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:
+@dataclass(frozen=True, slots=True)
+class RangeChange:
+    """A change of a range, as a merge patch says it: the fields that are not None change."""
+
+    release_cooldown_seconds: int | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {
+            f.name: value
+            for f in dataclasses.fields(self)
+            if (value := getattr(self, f.name)) is not None
+        }
+
+
+async def create_range(
+    engine: AsyncEngine, name: str, cidr: str, *, release_cooldown_seconds: int = 0
+) -> Range:
     """Create a range with an empty bitmap.
 
-    Raises InvalidRequest (bad name or CIDR, prefix length out of limits), RangeExists,
-    RangeOverlaps (naming the range it overlaps).
+    Raises InvalidRequest (bad name or CIDR, prefix length out of limits, cool-down out of
+    bounds), RangeExists, RangeOverlaps (naming the range it overlaps).
     """
     validate_name(name)
+    validate_release_cooldown(release_cooldown_seconds)
     geometry = ServiceRange.of(parse_network(cidr))
 
     async def work(connection: AsyncConnection) -> Range:
@@ -37,7 +58,32 @@ async def create_range(engine: AsyncEngine, name: str, cidr: str) -> Range:
             raise RangeOverlaps(
                 f"{geometry.cidr} overlaps range {other!r}", conflicting_range=other
             )
-        return await ranges.add(connection, name, geometry, datetime.now(UTC))
+        return await ranges.add(
+            connection,
+            name,
+            geometry,
+            datetime.now(UTC),
+            release_cooldown_seconds=release_cooldown_seconds,
+        )
+
+    return await run(engine, work)
+
+
+async def change_range(engine: AsyncEngine, name: str, change: RangeChange) -> str:
+    """Apply ``change`` to the range ``name`` at a new revision (RANGE_UPDATED); return the Range
+    object after it as JSON. A change that changes nothing takes no revision.
+
+    A new cool-down applies to later releases only. Raises RangeNotFound, InvalidRequest.
+    """
+    if change.release_cooldown_seconds is not None:
+        validate_release_cooldown(change.release_cooldown_seconds)
+
+    async def work(connection: AsyncConnection) -> str:
+        stored = await require(connection, name, lock=True)
+        changes = {f: v for f, v in change.given().items() if getattr(stored, f) != v}
+        if not changes:
+            return orjson.dumps(stored.document()).decode()
+        return await ranges.update(connection, stored, changes)
 
     return await run(engine, work)
 

@@ -1,7 +1,8 @@
-"""Ranges: rows of ``ip_range`` and the statements that add and remove them."""
+"""Ranges: rows of ``ip_range`` and the statements that add, change and remove them."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,10 @@ from allocator.domain.range import ServiceRange
 from allocator.store import bitmap
 from allocator.store.event_log import bump_head, event_json
 
-_COLUMNS = "id, name, cidr, allocated, created_at, revision, static_allocated"
+_COLUMNS = (
+    "id, name, cidr, allocated, created_at, revision, static_allocated, cooling,"
+    " release_cooldown_seconds"
+)
 
 _BY_NAME = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name")
 _BY_NAME_LOCKED = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name FOR UPDATE")
@@ -25,8 +29,10 @@ _CONTAINING = text(f"SELECT {_COLUMNS} FROM ip_range WHERE cidr >>= CAST(:ip AS 
 _OVERLAPPING = text("SELECT name FROM ip_range WHERE cidr && CAST(:cidr AS cidr) LIMIT 1")
 
 _INSERT = text(
-    "INSERT INTO ip_range (name, cidr, family, size, static_size, created_at, revision)"
-    " VALUES (:name, CAST(:cidr AS cidr), :family, :size, :static_size, :created_at, 0)"
+    "INSERT INTO ip_range"
+    " (name, cidr, family, size, static_size, release_cooldown_seconds, created_at, revision)"
+    " VALUES (:name, CAST(:cidr AS cidr), :family, :size, :static_size,"
+    " :release_cooldown_seconds, :created_at, 0)"
     " RETURNING id"
 )
 _PUBLISH_ADDED = text(
@@ -36,6 +42,16 @@ _PUBLISH_ADDED = text(
     f" SELECT head.revision, 'RANGE_ADDED',"
     f" {event_json('RANGE_ADDED', 'range', 'CAST(:document AS jsonb)', stamp=True)}"
     " FROM head RETURNING revision"
+)
+_PUBLISH_UPDATED = text(
+    f"WITH head AS ({bump_head(1)})"
+    " INSERT INTO event (revision, type, payload)"
+    " SELECT head.revision, 'RANGE_UPDATED',"
+    " json_build_object('type', 'RANGE_UPDATED', 'revision', head.revision,"
+    " 'range', range_json(r))"
+    " FROM head, ip_range r"
+    " WHERE r.id = :id"
+    " RETURNING CAST(payload -> 'range' AS text)"
 )
 _DELETE = text(
     "WITH gone AS (DELETE FROM ip_range WHERE id = :id RETURNING id),"
@@ -56,6 +72,8 @@ def _range(row: Row[Any]) -> Range:
         created_at=row.created_at,
         revision=row.revision,
         static_allocated=row.static_allocated,
+        cooling=row.cooling,
+        release_cooldown_seconds=row.release_cooldown_seconds,
     )
 
 
@@ -82,7 +100,12 @@ async def overlapping(connection: AsyncConnection, geometry: ServiceRange) -> st
 
 
 async def add(
-    connection: AsyncConnection, name: str, geometry: ServiceRange, created_at: datetime
+    connection: AsyncConnection,
+    name: str,
+    geometry: ServiceRange,
+    created_at: datetime,
+    *,
+    release_cooldown_seconds: int = 0,
 ) -> Range:
     """Insert a range with its bitmap (every block when eager) and append RANGE_ADDED.
 
@@ -97,6 +120,7 @@ async def add(
                 "family": str(geometry.family),
                 "size": geometry.size,
                 "static_size": geometry.static_band.size,
+                "release_cooldown_seconds": release_cooldown_seconds,
                 "created_at": created_at,
             },
         )
@@ -104,13 +128,36 @@ async def add(
     if geometry.eager:
         for band in geometry.bands:
             await bitmap.create_all_blocks(connection, range_id, band)
-    draft = Range(range_id, name, geometry, 0, created_at, 0)
+    draft = Range(
+        range_id,
+        name,
+        geometry,
+        0,
+        created_at,
+        0,
+        release_cooldown_seconds=release_cooldown_seconds,
+    )
     revision = (
         await connection.execute(
             _PUBLISH_ADDED, {"id": range_id, "document": orjson.dumps(draft.document()).decode()}
         )
     ).scalar_one()
-    return Range(range_id, name, geometry, 0, created_at, revision)
+    return dataclasses.replace(draft, revision=revision)
+
+
+COLUMNS_SET = {"release_cooldown_seconds": "release_cooldown_seconds"}
+"""The columns a change of a range sets as given, by field."""
+
+
+async def update(connection: AsyncConnection, stored: Range, changes: dict[str, Any]) -> str:
+    """Set the columns of ``changes`` (fields of ``COLUMNS_SET``) on the locked range ``stored``
+    and append RANGE_UPDATED; return the Range object after the change as JSON."""
+    assignments = ", ".join(f"{COLUMNS_SET[field]} = :{field}" for field in changes)
+    await connection.execute(
+        text(f"UPDATE ip_range SET {assignments} WHERE id = :id"), {"id": stored.id, **changes}
+    )
+    document: str = (await connection.execute(_PUBLISH_UPDATED, {"id": stored.id})).scalar_one()
+    return document
 
 
 async def remove(connection: AsyncConnection, stored: Range) -> int:

@@ -13,11 +13,12 @@ from allocator.domain.range import ServiceRange
 
 
 async def assert_consistent(engine: AsyncEngine) -> set[netaddr.IPAddress]:
-    """Assert the invariants of the store; return the allocated addresses."""
+    """Assert the invariants of the store (a cooling address has its bit and no allocation);
+    return the allocated addresses."""
     async with engine.connect() as connection:
         ranges = (
             await connection.execute(
-                text("SELECT id, cidr, allocated, static_allocated FROM ip_range")
+                text("SELECT id, cidr, allocated, static_allocated, cooling FROM ip_range")
             )
         ).all()
         blocks = (
@@ -26,6 +27,9 @@ async def assert_consistent(engine: AsyncEngine) -> set[netaddr.IPAddress]:
             )
         ).all()
         rows = (await connection.execute(text("SELECT ip, range_id FROM allocation"))).all()
+        cooling_rows = (
+            await connection.execute(text("SELECT ip, range_id FROM cooling_address"))
+        ).all()
         revisions = (
             (await connection.execute(text("SELECT revision FROM event ORDER BY revision")))
             .scalars()
@@ -44,9 +48,12 @@ async def assert_consistent(engine: AsyncEngine) -> set[netaddr.IPAddress]:
         assert b.free == band.block_bits(b.block_no) - len(taken), "free count matches the bits"
         from_bits |= {(b.range_id, g.address_at(band.offset(b.block_no, bit))) for bit in taken}
     from_rows = {(r.range_id, netaddr.IPAddress(str(r.ip))) for r in rows}
-    assert from_bits == from_rows, "every set bit has a row and every row its bit"
+    cooling = {(r.range_id, netaddr.IPAddress(str(r.ip))) for r in cooling_rows}
+    assert not from_rows & cooling, "no address is both allocated and cooling"
+    assert from_bits == from_rows | cooling, "every set bit has a row and every row its bit"
     for r in ranges:
         assert r.allocated == sum(1 for range_id, _ in from_rows if range_id == r.id)
+        assert r.cooling == sum(1 for range_id, _ in cooling if range_id == r.id)
         in_static = sum(
             1
             for range_id, ip in from_rows

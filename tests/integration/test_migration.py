@@ -104,3 +104,64 @@ async def test_upgrade_keeps_allocations_blocks_events_and_revisions(old_databas
     finally:
         await pool.close()
         await engine.dispose()
+
+
+# Revision 0004's own write path wrote these: a range, two allocations and a release.
+REVISION_0004_DATA = """
+INSERT INTO ip_range (name, cidr, family, size, static_size, created_at, revision)
+VALUES ('v4', '10.1.0.0/24', 'IPv4', 254, 16, now(), 0);
+INSERT INTO bitmap_block (range_id, band, block_no, bits, free)
+SELECT id, band, 0, decode(repeat('00', (n + 7) / 8), 'hex'), n
+FROM ip_range, (VALUES (0, 16), (1, 238)) AS b(band, n);
+SELECT count(*) FROM allocator_write(ARRAY['allocate', 'allocate', 'release'],
+                                     ARRAY['a', 'b', NULL], ARRAY[NULL, '10.1.0.9', '10.1.0.9']::inet[],
+                                     ARRAY['v4', NULL, NULL], ARRAY[NULL, NULL, NULL]::text[],
+                                     ARRAY['{}', '{}', NULL]::jsonb[]);
+"""
+
+
+async def test_upgrade_from_0004_keeps_the_write_path_data_and_adds_cool_down(
+    database_url: str,
+) -> None:
+    name = f"allocator_upgrade_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(database_url).set(database=name).render_as_string(False)
+    settings = Settings(database_url=url, pool_size=2)
+    engine = create_engine(url, settings)
+
+    def to_0004(connection: Connection) -> None:
+        command.upgrade(migration.alembic_config(connection), "0004")
+        for statement in migration.statements(REVISION_0004_DATA):
+            connection.exec_driver_sql(statement)
+
+    pool: Any = None
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(to_0004)
+        await migration.upgrade(engine)
+        pool = await create_pool(url, settings)
+        async with engine.connect() as connection:
+            document = (
+                await connection.execute(text("SELECT range_json(r) FROM ip_range r"))
+            ).scalar_one()
+        assert (document["allocated"], document["cooling"], document["free"]) == (1, 0, 253)
+        assert document["release_cooldown_seconds"] == 0
+        before = await assert_consistent(engine)
+        allocator = Allocator(pool)
+        held, created = await allocator.allocate(AllocationRequest(owner="a"))
+        assert (created, held.revision, {held.ip}) == (False, 1, before)
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE ip_range SET release_cooldown_seconds = 60"))
+        _, revision = await allocator.release(held.ip)
+        assert revision == 4, "revisions go on from the old head"
+        assert await assert_consistent(engine) == set()
+        async with engine.connect() as connection:
+            cooling = (await connection.execute(text("SELECT cooling FROM ip_range"))).scalar_one()
+        assert cooling == 1
+    finally:
+        if pool is not None:
+            await pool.close()
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

@@ -9,8 +9,9 @@ from allocator.api import observed
 from allocator.api.auth import Administers, AdministersJson, Reads
 from allocator.api.deps import EngineDep, json_response, reader
 from allocator.api.problem_schemas import refusals
-from allocator.api.schemas import TEXT_PATTERN, RangeCreate, RangeList, RangeRead
+from allocator.api.schemas import TEXT_PATTERN, RangeCreate, RangeList, RangePatch, RangeRead
 from allocator.domain import errors
+from allocator.service.ranges import RangeChange
 
 router = APIRouter(prefix="/v1/ranges", tags=["ranges"])
 
@@ -38,7 +39,9 @@ RangeName = Path(
 async def create_range(body: RangeCreate, engine: EngineDep) -> Response:
     """A CIDR to allocate from. Its host bits must be zero (the problem names the network
     probably meant); it may not overlap another range (`range-overlaps` names it)."""
-    created = await observed.create_range(engine, body.name, body.cidr)
+    created = await observed.create_range(
+        engine, body.name, body.cidr, body.release_cooldown_seconds
+    )
     return json_response(created.document(), 201)
 
 
@@ -66,6 +69,30 @@ async def list_ranges(http: Request) -> Response:
 async def get_range(http: Request, name: str = RangeName) -> Response:
     """The range with its exact counts and static band."""
     return json_response(await reader(http).range_(name))
+
+
+MERGE_PATCH = "application/merge-patch+json"
+_PATCH_BODY = {"schema": {"$ref": "#/components/schemas/RangePatch"}}
+
+
+@router.patch(
+    "/{name}",
+    operation_id="changeRange",
+    summary="Change a range",
+    response_model=RangeRead,
+    response_description="Changed, at a new revision (none when nothing changed)",
+    dependencies=[Administers, JsonBody],
+    responses=refusals(errors.RangeNotFound, errors.Forbidden, errors.RequestTooLarge),
+    openapi_extra={
+        "requestBody": {"content": {MERGE_PATCH: _PATCH_BODY, "application/json": _PATCH_BODY}}
+    },
+)
+async def change_range(body: RangePatch, engine: EngineDep, name: str = RangeName) -> Response:
+    """A JSON merge patch (`application/merge-patch+json` or `application/json`) of the members
+    to change; the others stay. Each change takes a revision and publishes `RANGE_UPDATED`
+    with the new Range object. A new `release_cooldown_seconds` applies to later releases."""
+    change = RangeChange(**body.model_dump(exclude_unset=True))
+    return json_response(await observed.change_range(engine, name, change))
 
 
 @router.delete(
