@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         "and serves loopback only",
     )
     max_body_bytes: int = Field(default=65_536, ge=1024, description="larger bodies get 413")
+    max_batch_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="the same for POST /v1/allocations:batch (1000 requests with a few hundred "
+        "bytes of metadata each fit)",
+    )
     max_watchers_per_token: int = Field(default=256, ge=1, description="more get 429")
 
     # The event feed (see allocator.service.tailer and allocator.service.watch).

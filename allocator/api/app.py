@@ -13,7 +13,7 @@ from allocator import __version__
 from allocator.api import openapi, problems
 from allocator.api.auth import Authenticator, Reads, audit
 from allocator.api.feed import running_feed
-from allocator.api.limits import BodyLimit, WatchLimiter
+from allocator.api.limits import BATCH_PATH, BodyLimit, WatchLimiter
 from allocator.api.metrics import Metrics
 from allocator.api.middleware import RequestLog
 from allocator.api.routes import allocations, events, health, occupancy, ranges
@@ -80,7 +80,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     audit(logging.getLogger("allocator.change"))  # each change line names its principal
     app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        larger={BATCH_PATH: settings.max_batch_body_bytes},
+    )
     app.state.metrics = Metrics()
     # Open watch streams, as the feed's tailer counts them (0 before it starts).
     app.state.metrics.watchers.set_function(

@@ -26,21 +26,26 @@ from allocator.api.problems import document_of, problem_response
 from allocator.domain.errors import RequestTooLarge, TooManyWatchers
 from allocator.domain.token import Principal
 
+BATCH_PATH = "/v1/allocations:batch"
+
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, without reading them into memory."""
+    """Refuse request bodies over ``max_bytes`` (``larger[path]`` on those paths) with 413,
+    without reading them into memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await problem_response(document_of(self.refusal()))(scope, receive, send)
+        if declared is not None and declared > limit:
+            await problem_response(document_of(self.refusal(limit)))(scope, receive, send)
             return
         received = 0
 
@@ -49,19 +54,18 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # FastAPI lets only an HTTPException out of reading the body; the exception
                     # handler answers one raised from a domain error with that error's document.
-                    refusal = self.refusal()
+                    refusal = self.refusal(limit)
                     raise HTTPException(413, refusal.detail) from refusal
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def refusal(self) -> RequestTooLarge:
-        return RequestTooLarge(
-            f"request bodies are limited to {self.max_bytes} bytes", limit=self.max_bytes
-        )
+    @staticmethod
+    def refusal(limit: int) -> RequestTooLarge:
+        return RequestTooLarge(f"request bodies are limited to {limit} bytes", limit=limit)
 
 
 def _content_length(scope: Scope) -> int | None:

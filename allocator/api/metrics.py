@@ -11,6 +11,8 @@ Names follow kube-apiserver's ClusterIP allocator metrics, so dashboards carry o
     allocator_allocation_errors_total{range,scope,reason}   counter, refusals by problem type
     allocator_allocation_duration_seconds{scope}            histogram, every allocation request
     allocator_release_total{range}                          counter, released allocations
+    allocator_batch_requests                                histogram, requests per batch
+    allocator_batch_errors_total{reason}                    counter, batches refused as a whole
     allocator_watchers                                      gauge, open watch streams
     allocator_feed_listener_up                              gauge, 1 while LISTEN is live
     allocator_http_requests_total{method,route,status}      counter, by route template
@@ -31,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from allocator.service.usage import Usage
 
+BATCH_BUCKETS = (1, 2, 5, 10, 50, 100, 250, 500, 1000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -91,6 +94,18 @@ class Metrics:
             "Time to serve an allocation request, refused or not.",
             ["scope"],
             buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "allocator_batch_requests",
+            "Requests per batch (POST /v1/allocations:batch).",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_errors = Counter(
+            "allocator_batch_errors",
+            "Batches refused as a whole (an atomic batch-failed, invalid-request...), by problem type.",
+            ["reason"],
             registry=registry,
         )
         self.releases = Counter(

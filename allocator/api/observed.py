@@ -17,7 +17,7 @@ from allocator.api.metrics import Metrics
 from allocator.domain.errors import AllocatorError
 from allocator.domain.model import Allocation, Range
 from allocator.service import ranges
-from allocator.service.allocator import AllocationRequest
+from allocator.service.allocator import AllocationRequest, BatchResult
 
 log = logging.getLogger("allocator.change")
 
@@ -60,6 +60,27 @@ async def allocate(request: Request, wanted: AllocationRequest) -> tuple[Allocat
         metrics.allocations.labels(allocation.range, scope).inc()
         _log_allocation("allocated", allocation, allocation.revision)
     return allocation, created
+
+
+async def allocate_many(
+    request: Request, wanted: list[AllocationRequest], atomic: bool
+) -> BatchResult:
+    """``Allocator.allocate_many``, its size observed, each new allocation counted and logged."""
+    metrics = _metrics(request)
+    metrics.batch_size.observe(len(wanted))
+    try:
+        batch = await allocator(request).allocate_many(wanted, atomic=atomic)
+    except AllocatorError as error:
+        metrics.batch_errors.labels(error.type).inc()
+        raise
+    for one, answer in zip(wanted, batch.answers, strict=True):
+        scope = "dynamic" if one.ip is None else "static"
+        if isinstance(answer, AllocatorError):
+            metrics.allocation_errors.labels(one.range or "", scope, answer.type).inc()
+        elif answer[1]:
+            metrics.allocations.labels(answer[0].range, scope).inc()
+            _log_allocation("allocated", answer[0], answer[0].revision)
+    return batch
 
 
 async def release(request: Request, ip: netaddr.IPAddress, owner: str | None) -> Allocation:

@@ -25,6 +25,11 @@ from allocator.api.schemas import ALLOCATION_EXAMPLE, AllocationRead, absent_or
 from allocator.domain import errors
 
 
+class BatchRefusal(BaseModel):
+    index: int = Field(description="the request's place in the batch, from 0")
+    problem: Problem = Field(description="the problem that request alone would get")
+
+
 class FieldError(BaseModel):
     field: str = Field(
         description="the bad field: a body member (metadata.a), a parameter, or body"
@@ -117,6 +122,28 @@ SHAPES: dict[type[errors.AllocatorError], Shape] = {
             "released_by": Member(str, "the owner that released it", "default/old"),
         },
     ),
+    errors.BatchFailed: Shape(
+        "Requests of an atomic batch were refused, so nothing was stored. The status is that of "
+        "the first refused request; errors lists every refused one.",
+        "1 of 2 requests refused, nothing stored; request 1: no free address in range 'small'",
+        {
+            "errors": Member(
+                list[BatchRefusal],
+                "every refused request: its index and the problem it alone would get",
+                [
+                    {
+                        "index": 1,
+                        "problem": {
+                            "type": "range-full",
+                            "title": "No free address",
+                            "status": 409,
+                            "detail": "no free address in range 'small'",
+                        },
+                    }
+                ],
+            )
+        },
+    ),
     errors.RevisionCompacted: Shape(
         "The events after this revision were deleted, or the watcher fell too far behind: "
         "list again (initial=true) and carry on.",
@@ -175,9 +202,17 @@ LITERAL: Any = Literal
 ABSENT: Any = SkipJsonSchema
 
 
+BATCH_STATUSES = (404, 409, 422)
+"""The statuses of a failed batch: those of the refusals of an allocation."""
+
+
+def _statuses(error: type[errors.AllocatorError]) -> tuple[int, ...]:
+    return BATCH_STATUSES if error is errors.BatchFailed else (STATUS[error],)
+
+
 def _model(error: type[errors.AllocatorError]) -> type[BaseModel]:
     shape = SHAPES[error]
-    status = STATUS[error]
+    statuses = _statuses(error)
     members: dict[str, Any] = {
         name: (member.type, Field(description=member.description))
         if member.required
@@ -187,7 +222,7 @@ def _model(error: type[errors.AllocatorError]) -> type[BaseModel]:
     example = {
         "type": error.type,
         "title": error.title,
-        "status": status,
+        "status": 409 if error is errors.BatchFailed else statuses[0],
         "detail": shape.detail,
         **{name: member.example for name, member in shape.members.items()},
     }
@@ -197,7 +232,7 @@ def _model(error: type[errors.AllocatorError]) -> type[BaseModel]:
         __doc__=shape.description,
         type=(LITERAL[error.type], ...),
         title=(str, ...),
-        status=(LITERAL[status], ...),
+        status=(LITERAL[statuses], ...),
         detail=(str, ...),
         **members,
     )
@@ -221,6 +256,8 @@ ProblemType = enum.StrEnum(  # type: ignore[misc]
 """Every problem type the server sends."""
 
 Problem.model_rebuild()
+BatchRefusal.model_rebuild()
+MODELS[errors.BatchFailed].model_rebuild()
 
 HEADERS: dict[int, dict[str, Any]] = {
     401: {
@@ -256,7 +293,8 @@ def refusals(*refused: type[errors.AllocatorError]) -> dict[int | str, dict[str,
     ]
     by_status: dict[int, list[type[errors.AllocatorError]]] = {}
     for error in dict.fromkeys(named):
-        by_status.setdefault(STATUS[error], []).append(error)
+        for status in _statuses(error):
+            by_status.setdefault(status, []).append(error)
     return {status: _response(status, found) for status, found in sorted(by_status.items())}
 
 

@@ -56,12 +56,15 @@ REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
 def field_name(location: tuple[int | str, ...]) -> str:
-    """Return the plain name of a bad field (``limit``, ``metadata.a``), or ``body`` for the body
-    as a whole (for example JSON that does not parse)."""
-    parts = [str(part) for part in location if part not in REQUEST_PARTS]
-    if location[:1] == ("body",) and (not parts or parts[0].isdigit()):
+    """Return the plain name of a bad field (``limit``, ``metadata.a``, ``requests[3].owner``),
+    or ``body`` for the body as a whole (for example JSON that does not parse)."""
+    parts = [part for part in location if part not in REQUEST_PARTS]
+    if location[:1] == ("body",) and (not parts or isinstance(parts[0], int)):
         return "body"
-    return ".".join(parts) or "body"
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else part
+    return name or "body"
 
 
 def document_of(error: errors.AllocatorError) -> dict[str, Any]:

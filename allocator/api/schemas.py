@@ -211,6 +211,44 @@ class AllocationCreate(BaseModel):
         return metadata
 
 
+MAX_BATCH = 1000
+"""Requests in one batch at most."""
+
+
+class AllocationBatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "atomic": True,
+                    "requests": [
+                        {"owner": "default/web", "family": "IPv6"},
+                        {"owner": "default/web", "family": "IPv4", "ip": "10.96.0.20"},
+                    ],
+                },
+                {
+                    "atomic": False,
+                    "requests": [{"owner": "default/api"}, {"owner": "default/db"}],
+                },
+            ]
+        },
+    )
+
+    atomic: bool = Field(
+        default=True,
+        strict=True,  # "yes" or 1 is not a boolean
+        description="true: all succeed together, or nothing is stored (batch-failed); "
+        "false: each succeeds or fails on its own",
+    )
+    requests: list[AllocationCreate] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="1-1000 bodies of POST /v1/allocations, answered as if run one after the "
+        "other, in order, in one transaction",
+    )
+
+
 class AllocationRead(BaseModel):
     """A held address and who holds it."""
 

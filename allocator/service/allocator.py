@@ -196,8 +196,9 @@ class Allocator:
         """
         operations = [_allocation(r, f"requests[{n}].") for n, r in enumerate(requests)]
         try:
+            # A batch that lost a race runs again patient (see write_batch).
             outcomes, head = await self._retried(
-                lambda c: write_batch(c, operations, atomic=atomic)
+                lambda c, attempt: write_batch(c, operations, atomic=atomic, patient=attempt > 0)
             )
         except BatchRefused as refused:
             first, outcome = refused.refusals[0]
@@ -337,14 +338,18 @@ class Allocator:
 
     async def _alone(self, operation: Operation) -> Outcome:
         """Run ``operation`` in a call of its own, again after a lost race (see RACE_STATES)."""
-        (outcome,) = await self._retried(lambda c: write(c, [operation]))
+        (outcome,) = await self._retried(lambda c, _: write(c, [operation]))
         return outcome
 
-    async def _retried(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``work`` on a connection, again after a lost race (see RACE_STATES)."""
+    async def _retried(self, work: Callable[[Any, int], Awaitable[T]]) -> T:
+        """Run ``work(connection, attempt)``, again after a lost race (see RACE_STATES)."""
         for attempt in range(ATTEMPTS):
+
+            async def attempted(connection: Any, attempt: int = attempt) -> T:
+                return await work(connection, attempt)
+
             try:
-                return await statement(self.pool, work, acquire_timeout=self._acquire_timeout)
+                return await statement(self.pool, attempted, acquire_timeout=self._acquire_timeout)
             except Exception as exc:
                 if sqlstate(exc) not in RACE_STATES:
                     raise

@@ -20,7 +20,7 @@ import orjson
 _WRITE = """
 SELECT status, problem, detail, extension, revision, body
 FROM allocator_write($1::text[], $2::text[], $3::text[]::inet[], $4::text[], $5::text[],
-                     $6::text[]::jsonb[], $7::text)
+                     $6::text[]::jsonb[], $7::text, $8::boolean)
 """
 
 BATCH_REFUSED = "ALB01"
@@ -82,17 +82,22 @@ async def write(connection: Any, operations: Sequence[Operation]) -> list[Outcom
     """Apply ``operations`` in one call on an asyncpg connection outside any transaction; return
     their outcomes in order. Raises asyncpg's errors when the call fails as a whole (nothing of
     it is then stored)."""
-    return await _fetch(connection, operations, None)
+    return await _fetch(connection, operations, None, False)
 
 
 async def write_batch(
-    connection: Any, operations: Sequence[Operation], *, atomic: bool
+    connection: Any, operations: Sequence[Operation], *, atomic: bool, patient: bool
 ) -> tuple[list[Outcome], int]:
     """Apply ``operations`` as one batch; return their outcomes in order (none deferred) and the
-    head revision after it. Raises BatchRefused (atomic only: then nothing was stored) and
-    asyncpg's errors, as ``write``."""
+    head revision after it.
+
+    Not ``patient``, a batch that would have to wait for a block fails at once as a lost race
+    (40001); ``patient``, it waits, after the batches that wait before it. Raises BatchRefused
+    (atomic only: then nothing was stored) and asyncpg's errors, as ``write``."""
     try:
-        *outcomes, head = await _fetch(connection, operations, "atomic" if atomic else "each")
+        *outcomes, head = await _fetch(
+            connection, operations, "atomic" if atomic else "each", patient
+        )
     except asyncpg.PostgresError as exc:
         if exc.sqlstate != BATCH_REFUSED:
             raise
@@ -117,7 +122,7 @@ async def write_batch(
 
 
 async def _fetch(
-    connection: Any, operations: Sequence[Operation], batch: str | None
+    connection: Any, operations: Sequence[Operation], batch: str | None, patient: bool
 ) -> list[Outcome]:
     rows = await connection.fetch(
         _WRITE,
@@ -128,5 +133,6 @@ async def _fetch(
         [o.family for o in operations],
         [o.metadata for o in operations],
         batch,
+        patient,
     )
     return [Outcome(*row) for row in rows]

@@ -33,10 +33,9 @@ def downgrade() -> None:
     # Cooling addresses become free: migration 0004 knows no cool-down.
     op.execute("UPDATE cooling_address SET available_at = now()")
     op.execute("SELECT allocator_end_cooldowns(2147483647)")
-    op.execute("DROP FUNCTION allocator_write(text[], text[], inet[], text[], text[], jsonb[], text)")
+    op.execute("DROP FUNCTION allocator_write(text[], text[], inet[], text[], text[], jsonb[], text, boolean)")
     for function in (
         "allocator_end_cooldowns(integer)",
-        "allocator_pick_briefly(ip_range, smallint)",
         "allocator_extension(text, json, allocator_held, bigint)",
     ):
         op.execute(f"DROP FUNCTION {function}")

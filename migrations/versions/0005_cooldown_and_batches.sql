@@ -63,25 +63,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE extension END
 $$;
 
--- allocator_pick that waits for a block only a moment. A batch waits while it holds blocks, so
--- two batches could wait for each other: the one that runs out of patience fails as a lost race
--- and runs again from the start.
-CREATE FUNCTION allocator_pick_briefly(r ip_range, band smallint) RETURNS allocator_spot
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    patience constant text := current_setting('lock_timeout');
-    spot allocator_spot;
-BEGIN
-    PERFORM set_config('lock_timeout', '100ms', true);
-    spot := allocator_pick(r, band, true);
-    PERFORM set_config('lock_timeout', patience, true);
-    RETURN spot;
-EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION 'the free blocks of range % are held by other writers', r.name
-        USING ERRCODE = 'serialization_failure';
-END
-$$;
-
 -- Ends up to "most" cool-downs that are over, the oldest first; returns how many. Each replica
 -- runs it on its own: it locks the blocks first, skipping those another transaction holds (a
 -- writer, or another replica's run), and frees only rows it still finds there, so no address is
@@ -154,6 +135,7 @@ $$;
 -- release, reclaim and ip-cooling-down on a user-requested IP, batches).
 DROP FUNCTION allocator_write(text[], text[], inet[], text[], text[], jsonb[]);
 
+
 CREATE FUNCTION allocator_write(
     kinds       text[],   -- 'allocate', 'release' or 'release_owner'
     owners      text[],   -- the owner; for 'release' the guard (NULL: none)
@@ -161,14 +143,17 @@ CREATE FUNCTION allocator_write(
     range_names text[],   -- the range asked for, or NULL
     families    text[],   -- the family asked for, or NULL (then the IP's, the range's, IPv4)
     metadata    jsonb[],
-    batch       text DEFAULT NULL  -- 'atomic', 'each', or NULL: independent requests (see above)
+    batch       text DEFAULT NULL,  -- 'atomic', 'each', or NULL: independent requests
+    patient     boolean DEFAULT false  -- a batch run again: it may wait for blocks
 ) RETURNS SETOF allocator_outcome
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     ops constant integer := coalesce(array_length(kinds, 1), 0);
-    -- Only a call of one operation may wait for a block: it holds no other. A batch waits too
-    -- (its requests cannot be handed back), but briefly: see allocator_pick_briefly.
-    alone constant boolean := ops = 1 OR batch IS NOT NULL;
+    -- Only a call of one operation may wait for a block: it holds no other. A batch cannot hand
+    -- a request back, and two batches waiting for each other's blocks would deadlock: a batch
+    -- that finds every free block held fails at once (40001) and runs again patient, after the
+    -- batch lock, so that only one batch at a time waits while it holds blocks.
+    alone constant boolean := ops = 1 OR patient;
     drafts allocator_draft[] := '{}';
     -- The events in order: event n of this call gets revision base + n.
     event_types text[] := '{}';
@@ -207,6 +192,10 @@ DECLARE
     reclaimed boolean;
     failures json;
 BEGIN
+    IF patient THEN
+        PERFORM pg_advisory_xact_lock(7245111);  -- the batch lock
+    END IF;
+
     -- 1. The blocks of user-requested IPs and of released addresses, created where a lazy band
     --    lacks them, then locked in key order.
     FOR target IN
@@ -393,11 +382,7 @@ BEGIN
                                 EXIT WHEN candidate.id IS NULL;
                             END IF;
                             after_name := candidate.name;
-                            IF attempt = 2 AND ops > 1 THEN
-                                spot := allocator_pick_briefly(candidate, band::smallint);
-                            ELSE
-                                spot := allocator_pick(candidate, band::smallint, attempt = 2);
-                            END IF;
+                            spot := allocator_pick(candidate, band::smallint, attempt = 2);
                             busy := busy OR spot.busy;
                             IF spot.bit >= 0 THEN
                                 r := candidate;
@@ -410,6 +395,10 @@ BEGIN
                     END LOOP;
                     EXIT search WHEN NOT busy;
                     -- Every block with free bits is held by others: wait for one, alone.
+                    IF NOT alone AND batch IS NOT NULL THEN
+                        RAISE EXCEPTION 'the free blocks of % are held by other writers', fam
+                            USING ERRCODE = 'serialization_failure';
+                    END IF;
                     IF NOT alone THEN
                         deferred := deferred || owners[i];
                         drafts := drafts || allocator_refusal(0, NULL, NULL);

@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from allocator.api.app import create_app
 from allocator.api.problem_schemas import ProblemType
 from allocator.api.problems import HTTP_ERROR, HTTP_TYPES, INTERNAL_ERROR, STATUS
+from allocator.domain.errors import BatchFailed
 from allocator.domain.token import Role, new_token, record_for
 from allocator.settings import Settings
 from allocator.store.token_file import append_record
@@ -25,9 +26,11 @@ OPERATIONS = {
     ("post", "/v1/ranges"): "createRange",
     ("get", "/v1/ranges"): "listRanges",
     ("get", "/v1/ranges/{name}"): "getRange",
+    ("patch", "/v1/ranges/{name}"): "changeRange",
     ("delete", "/v1/ranges/{name}"): "deleteRange",
     ("get", "/v1/ranges/{name}/occupancy"): "getOccupancy",
     ("post", "/v1/allocations"): "allocate",
+    ("post", "/v1/allocations:batch"): "allocateBatch",
     ("get", "/v1/allocations"): "listAllocations",
     ("delete", "/v1/allocations"): "releaseOwner",
     ("get", "/v1/allocations/{ip}"): "getAllocation",
@@ -118,7 +121,9 @@ def test_success_bodies_have_examples(document: dict[str, Any]) -> None:
 
 def test_problem_types_are_an_enum_of_what_the_server_sends(document: dict[str, Any]) -> None:
     sent = (
-        {error.type for error in STATUS} | set(HTTP_TYPES.values()) | {HTTP_ERROR, INTERNAL_ERROR}
+        {error.type for error in STATUS}
+        | set(HTTP_TYPES.values())
+        | {HTTP_ERROR, INTERNAL_ERROR, BatchFailed.type}
     )
     assert {member.value for member in ProblemType} == sent
     components = document["components"]["schemas"]
@@ -131,6 +136,8 @@ def test_problem_types_are_an_enum_of_what_the_server_sends(document: dict[str, 
         assert schema["properties"]["type"]["const"] == error.type
         assert schema["properties"]["status"]["const"] == status
         assert schema["examples"][0]["type"] == error.type
+    failed = components["BatchFailedProblem"]
+    assert failed["properties"]["status"]["enum"] == [404, 409, 422], "its first refusal's"
 
 
 def test_each_response_names_its_problem_types_and_their_members(document: dict[str, Any]) -> None:
@@ -138,6 +145,7 @@ def test_each_response_names_its_problem_types_and_their_members(document: dict[
     assert problem_types(document, allocate["409"]) == {
         "ip-already-allocated",
         "owner-has-allocation",
+        "ip-cooling-down",
         "range-full",
     }
     assert problem_types(document, allocate["422"]) == {
@@ -164,6 +172,16 @@ def test_each_response_names_its_problem_types_and_their_members(document: dict[
     assert problem_types(document, events["410"]) == {"revision-compacted", "revision-unknown"}
     watch = document["paths"]["/v1/watch"]["get"]["responses"]
     assert problem_types(document, watch["429"]) == {"too-many-watchers"}
+    batch = document["paths"]["/v1/allocations:batch"]["post"]
+    assert problem_types(document, batch["responses"]["409"]) == {"batch-failed"}
+    assert problem_types(document, batch["responses"]["422"]) == {"invalid-request", "batch-failed"}
+    assert batch["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AllocationBatch"
+    }
+    assert components["AllocationBatch"]["properties"]["requests"]["maxItems"] == 1000
+    assert components["BatchResults"]["examples"]
+    patch = document["paths"]["/v1/ranges/{name}"]["patch"]["requestBody"]["content"]
+    assert set(patch) == {"application/merge-patch+json", "application/json"}
     assert "Retry-After" in watch["429"]["headers"]
 
 

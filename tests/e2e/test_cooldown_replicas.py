@@ -71,8 +71,8 @@ async def test_cool_down_on_two_replicas_survives_a_restart_and_ends_by_itself(
             assert refused.json()["type"] == "ip-cooling-down"
             # No request from here on: the server ends the cool-down by itself.
             deadline = released_at + COOLDOWN + 10
-            while await cooling_rows(engine) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+            while await cooling_rows(engine) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)  # the database is polled, not the server
             assert await cooling_rows(engine) == 0
             assert time.monotonic() >= released_at + COOLDOWN - 0.5, "not before its time"
             state = (await http.get(f"{third}/v1/ranges/cool")).json()

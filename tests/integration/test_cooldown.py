@@ -80,7 +80,7 @@ async def test_an_address_whose_cool_down_ended_is_anyones_before_the_sweep(
     await allocator.release_owner("old")
     await end_now(engine)
     taken, created = await allocator.allocate(AllocationRequest(owner="new", ip=IP("10.0.0.7")))
-    assert created
+    assert (taken.ip, created) == (IP("10.0.0.7"), True)
     assert await counts(engine, "cool") == (1, 0, 253)
     assert await end_due(engine) == 0, "nothing left to free"
     await assert_consistent(engine)

@@ -9,11 +9,14 @@ from starlette.responses import Response
 
 from allocator.api import observed
 from allocator.api.auth import Allocates, AllocatesJson, Reads
+from allocator.api.batch_schemas import BatchResults
 from allocator.api.deps import json_response, reader
 from allocator.api.problem_schemas import refusals
+from allocator.api.problems import document_of
 from allocator.api.schemas import (
     ADDRESS_PATTERN,
     TEXT_PATTERN,
+    AllocationBatch,
     AllocationCreate,
     AllocationList,
     AllocationRead,
@@ -21,7 +24,7 @@ from allocator.api.schemas import (
 )
 from allocator.domain import errors
 from allocator.domain.address import Family, parse_address
-from allocator.service.allocator import AllocationRequest
+from allocator.service.allocator import AllocationRequest, BatchResult
 
 router = APIRouter(prefix="/v1/allocations", tags=["allocations"])
 
@@ -63,6 +66,7 @@ Owner = Annotated[
             errors.RangeNotFound,
             errors.IPAlreadyAllocated,
             errors.OwnerHasAllocation,
+            errors.IPCoolingDown,
             errors.RangeFull,
             errors.Forbidden,
             errors.RequestTooLarge,
@@ -78,15 +82,55 @@ async def allocate(body: AllocationCreate, http: Request) -> Response:
     An owner holds one address per family: asking again with no `ip`, or the same one, returns
     the one it holds (200) and changes nothing; asking for another is `owner-has-allocation`.
     """
-    request = AllocationRequest(
+    allocation, created = await observed.allocate(http, _request(body))
+    return json_response(allocation.document(), 201 if created else 200)
+
+
+def _request(body: AllocationCreate, field: str = "") -> AllocationRequest:
+    return AllocationRequest(
         owner=body.owner,
-        ip=parse_address(body.ip) if body.ip is not None else None,
+        ip=parse_address(body.ip, field=f"{field}ip") if body.ip is not None else None,
         range=body.range,
         family=Family(body.family) if body.family else None,
         metadata=body.metadata,
     )
-    allocation, created = await observed.allocate(http, request)
-    return json_response(allocation.document(), 201 if created else 200)
+
+
+@router.post(
+    ":batch",
+    operation_id="allocateBatch",
+    summary="Allocate several addresses in one transaction",
+    response_model=BatchResults,
+    response_description="Answered: one result per request (atomic: all of them succeeded)",
+    responses=refusals(errors.BatchFailed, errors.Forbidden, errors.RequestTooLarge),
+    dependencies=[AllocatesJson],
+)
+async def allocate_batch(body: AllocationBatch, http: Request) -> Response:
+    """Up to 1000 allocation requests, answered as if each ran after the one before it, in one
+    transaction: a second request of an owner and family gets the first one's allocation back
+    (200), as a retry would. New allocations take consecutive revisions in request order.
+
+    `atomic` (default): all succeed or nothing is stored and no revision is taken; a refusal is
+    `batch-failed` with the status of the first refused request and the problem of each in
+    `errors`. Not atomic: each result stands on its own, and the answer is 200 even when some
+    were refused. A dual-stack Service (`RequireDualStack`) is an atomic batch of its owner's two
+    families; `PreferDualStack` is the same batch, not atomic. Its body may be larger than other
+    routes' (`ALLOCATOR_MAX_BATCH_BODY_BYTES`, 2 MiB by default).
+    """
+    requests = [_request(r, f"requests[{n}].") for n, r in enumerate(body.requests)]
+    return json_response(_results(await observed.allocate_many(http, requests, body.atomic)))
+
+
+def _results(batch: BatchResult) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for answer in batch.answers:
+        if isinstance(answer, errors.AllocatorError):
+            problem = document_of(answer)
+            results.append({"status": problem["status"], "problem": problem})
+        else:
+            allocation, created = answer
+            results.append({"status": 201 if created else 200, "allocation": allocation.document()})
+    return {"results": results, "revision": batch.revision}
 
 
 @router.get(

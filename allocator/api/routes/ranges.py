@@ -81,7 +81,7 @@ _PATCH_BODY = {"schema": {"$ref": "#/components/schemas/RangePatch"}}
     summary="Change a range",
     response_model=RangeRead,
     response_description="Changed, at a new revision (none when nothing changed)",
-    dependencies=[Administers, JsonBody],
+    dependencies=[AdministersJson],
     responses=refusals(errors.RangeNotFound, errors.Forbidden, errors.RequestTooLarge),
     openapi_extra={
         "requestBody": {"content": {MERGE_PATCH: _PATCH_BODY, "application/json": _PATCH_BODY}}
