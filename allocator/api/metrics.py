@@ -5,6 +5,7 @@ Names follow kube-apiserver's ClusterIP allocator metrics, so dashboards carry o
 
     allocator_allocated_ips{range}                          gauge, from the database at scrape time
     allocator_available_ips{range}                          gauge, from the database at scrape time
+    allocator_cooling_ips{range}                            gauge, released and cooling down
     allocator_event_revision                                gauge, the log head at scrape time
     allocator_database_up                                   gauge, 0 when the scrape could not read it
     allocator_allocation_total{range,scope}                 counter, new allocations (static|dynamic)
@@ -57,14 +58,20 @@ class StoreCollector(Collector):
         available = GaugeMetricFamily(
             "allocator_available_ips", "Free addresses of a range.", labels=["range"]
         )
+        cooling = GaugeMetricFamily(
+            "allocator_cooling_ips",
+            "Released addresses of a range still cooling down (neither allocated nor free).",
+            labels=["range"],
+        )
         for one in self.usage.ranges:
             allocated.add_metric([one.name], one.allocated)
             available.add_metric([one.name], one.free)
+            cooling.add_metric([one.name], one.cooling)
         revision = GaugeMetricFamily(
             "allocator_event_revision", "Revision of the newest change in the event log."
         )
         revision.add_metric([], self.usage.revision)
-        yield from (allocated, available, revision)
+        yield from (allocated, available, cooling, revision)
 
 
 class Metrics:

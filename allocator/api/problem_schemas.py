@@ -78,7 +78,22 @@ SHAPES: dict[type[errors.AllocatorError], Shape] = {
         "No range of the family exists to allocate from.", "no range of family IPv6"
     ),
     errors.RangeNotFound: Shape("No range has this name.", "no range named 'default-ipv6'"),
-    errors.IPNotAllocated: Shape("Nobody holds this address.", "10.96.0.10 is not allocated"),
+    errors.IPNotAllocated: Shape(
+        "Nobody holds this address. One that cools down after its release says until when and "
+        "who released it.",
+        "10.96.0.10 is not allocated",
+        {
+            "available_at": Member(
+                datetime,
+                "a cooling address only: when its cool-down ends",
+                "2026-11-25T10:05:00.000000Z",
+                required=False,
+            ),
+            "released_by": Member(
+                str, "a cooling address only: the owner that released it", "default/old", False
+            ),
+        },
+    ),
     errors.RangeExists: Shape(
         "A range of this name exists.", "a range named 'default-ipv4' already exists"
     ),

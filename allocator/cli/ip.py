@@ -8,11 +8,11 @@ import orjson
 import typer
 from rich.table import Table
 
-from allocator.cli.output import FamilyOption, Format, OutputOption, emit
+from allocator.cli.output import FamilyName, Format, OutputOption, emit
 from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
 from allocator.client import AllocatorClient, ProblemError
 from allocator.client.models import Allocation
-from allocator.domain.address import parse_address, parse_network
+from allocator.domain.address import family_of, parse_address, parse_network
 from allocator.domain.errors import InvalidRequest, IPNotInRange
 from allocator.domain.range import ServiceRange
 
@@ -74,18 +74,30 @@ def show(
     canonical = address(ip)
     with connected(server) as api:
         where = place(api, canonical)
+        cooling: dict[str, Any] | None = None
         try:
             held: Allocation | None = api.get_allocation(canonical)
         except ProblemError as refused:
             if refused.type != "ip-not-allocated":
                 raise
             held = None
-    document = {"ip": canonical, **where, "free": held is None, "allocation": held}
+            if "available_at" in refused.problem:
+                cooling = {k: refused.problem[k] for k in ("available_at", "released_by")}
+    document = {
+        "ip": canonical,
+        **where,
+        "free": held is None and cooling is None,
+        "allocation": held,
+        "cooling": cooling,
+    }
 
     def table() -> Table:
         rows = [("ip", canonical), ("range", where["range"] or "-")]
         rows.append(("band", where["band"] or f"- ({where['reason']})"))
-        if held is None:
+        if cooling is not None:
+            rows.append(("state", f"cooling down until {cooling['available_at']}"))
+            rows.append(("released by", cooling["released_by"]))
+        elif held is None:
             rows.append(("state", "free" if where["usable"] else "not allocatable"))
         else:
             rows.append(("state", "allocated"))
@@ -113,23 +125,46 @@ def allocate(
     owner: Annotated[str, typer.Option(help="Who holds it, e.g. namespace/name.")],
     ip: Annotated[str | None, typer.Option(help="This address (user-requested).")] = None,
     range_name: Annotated[str | None, typer.Option("--range", help="From this range.")] = None,
-    family: FamilyOption = None,
+    family: Annotated[
+        list[FamilyName] | None,
+        typer.Option(help="IPv4 or IPv6; both (--family IPv4 --family IPv6): a dual-stack pair."),
+    ] = None,
     metadata: Annotated[str | None, typer.Option(help="A JSON object kept with it.")] = None,
     server: ServerOption = DEFAULT_SERVER,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Allocate an address to OWNER: a random free one, or --ip. Asking again returns the one
-    the owner already holds."""
+    the owner already holds. With several --family, one of each in one transaction: all of
+    them or none (RequireDualStack)."""
     body = metadata_object(metadata)
+    families = [str(f) for f in dict.fromkeys(family or [])]
+    wanted = address(ip) if ip else None
+    if len(families) > 1:
+        if range_name:
+            raise typer.BadParameter("a range has one family", param_hint="--range")
+        ips = {str(family_of(parse_address(wanted))): wanted} if wanted else None
+        with connected(server) as api:
+            pair = api.dual_stack(owner, families=families, ips=ips, metadata=body)
+        emit(pair, output, lambda: allocations_table(pair))
+        return
     with connected(server) as api:
         allocation = api.allocate(
             owner,
-            ip=address(ip) if ip else None,
+            ip=wanted,
             range=range_name,
-            family=str(family) if family else None,
+            family=families[0] if families else None,
             metadata=body,
         )
     emit(allocation, output, lambda: key_values(allocation_rows(allocation)))
+
+
+def allocations_table(allocations: list[Allocation]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("IP", "FAMILY", "RANGE", "OWNER", "REVISION"):
+        table.add_column(column, no_wrap=True)
+    for a in allocations:
+        table.add_row(a["ip"], a["family"], a["range"], a["owner"], str(a["revision"]))
+    return table
 
 
 @app.command("release")

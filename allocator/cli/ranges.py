@@ -26,7 +26,7 @@ def ranges_table(items: list[Range]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("NAME", "CIDR", "FAMILY"):
         table.add_column(column, no_wrap=True)
-    for column in ("SIZE", "ALLOCATED", "FREE", "USE"):
+    for column in ("SIZE", "ALLOCATED", "COOLING", "FREE", "USE", "COOL-DOWN"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     for r in items:
@@ -36,11 +36,27 @@ def ranges_table(items: list[Range]) -> Table:
             r["family"],
             count(r["size"]),
             count(r["allocated"]),
+            count(r["cooling"]),
             count(r["free"]),
             percent(r["allocated"], r["size"]),
+            cooldown(r),
             bar(r["allocated"], r["size"]),
         )
     return table
+
+
+def cooldown(r: Range) -> str:
+    return f"{r['release_cooldown_seconds']}s" if r["release_cooldown_seconds"] else "-"
+
+
+CooldownOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=86400,
+        help="Seconds a released address cools down before another owner may take it.",
+    ),
+]
 
 
 @app.command("list")
@@ -66,13 +82,27 @@ def show(
 def create(
     name: Name,
     cidr: Annotated[str, typer.Argument(help="e.g. 10.96.0.0/12 or fd00:10:96::/112")],
+    release_cooldown_seconds: CooldownOption = 0,
     server: ServerOption = DEFAULT_SERVER,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Create a range (it must not overlap another)."""
     with connected(server) as api:
-        created = api.create_range(name, cidr)
+        created = api.create_range(name, cidr, release_cooldown_seconds=release_cooldown_seconds)
     emit(created, output, lambda: ranges_table([created]))
+
+
+@app.command("set")
+def set_range(
+    name: Name,
+    release_cooldown_seconds: CooldownOption,
+    server: ServerOption = DEFAULT_SERVER,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Change a range's cool-down (it applies to later releases)."""
+    with connected(server) as api:
+        changed = api.change_range(name, release_cooldown_seconds=release_cooldown_seconds)
+    emit(changed, output, lambda: ranges_table([changed]))
 
 
 @app.command("delete")
@@ -90,8 +120,9 @@ def occupancy_view(occupancy: Occupancy) -> RenderableType:
         (r["name"], "bold"), f"  {r['cidr']}  {r['family']}  at revision {occupancy['revision']}"
     )
     totals = Text(
-        f"size {count(r['size'])}   allocated {count(r['allocated'])}   free {count(r['free'])}"
-        f"   use {percent(r['allocated'], r['size'])}"
+        f"size {count(r['size'])}   allocated {count(r['allocated'])}"
+        f"   cooling {count(r['cooling'])}   free {count(r['free'])}"
+        f"   use {percent(r['allocated'], r['size'])}   cool-down {cooldown(r)}"
     )
     bands = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("BAND", "FIRST", "LAST"):

@@ -7,7 +7,15 @@ with AllocatorClient("http://127.0.0.1:8080") as api:
 
 from allocator.client.asynchronous import AsyncAllocatorClient
 from allocator.client.errors import ClientError, ProblemError, ServerUnreachable
-from allocator.client.models import Allocation, AllocationPage, Occupancy, Range, Released
+from allocator.client.models import (
+    Allocation,
+    AllocationPage,
+    BatchResult,
+    BatchResults,
+    Occupancy,
+    Range,
+    Released,
+)
 from allocator.client.synchronous import AllocatorClient
 
 __all__ = [
@@ -15,6 +23,8 @@ __all__ = [
     "AllocationPage",
     "AllocatorClient",
     "AsyncAllocatorClient",
+    "BatchResult",
+    "BatchResults",
     "ClientError",
     "Occupancy",
     "ProblemError",

@@ -6,6 +6,7 @@ raises ProblemError with the server's problem document.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -28,8 +29,14 @@ def _present(**params: Any) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-def create_range(name: str, cidr: str) -> Call:
-    return Call("POST", "/v1/ranges", json={"name": name, "cidr": cidr}, ok=(201,))
+def create_range(name: str, cidr: str, release_cooldown_seconds: int | None = None) -> Call:
+    body = _present(name=name, cidr=cidr, release_cooldown_seconds=release_cooldown_seconds)
+    return Call("POST", "/v1/ranges", json=body, ok=(201,))
+
+
+def change_range(name: str, **changes: Any) -> Call:
+    """A merge patch of the range: only the members given change."""
+    return Call("PATCH", f"/v1/ranges/{quote(name, safe='')}", json=changes)
 
 
 def list_ranges() -> Call:
@@ -59,6 +66,45 @@ def allocate(
 ) -> Call:
     body = _present(owner=owner, ip=ip, range=range, family=family, metadata=metadata)
     return Call("POST", "/v1/allocations", json=body, ok=(200, 201))
+
+
+def allocate_many(requests: Sequence[Mapping[str, Any]], atomic: bool = True) -> Call:
+    """Bodies of ``allocate`` in one transaction (see ``AllocatorClient.allocate_many``)."""
+    return Call(
+        "POST", "/v1/allocations:batch", json={"atomic": atomic, "requests": list(requests)}
+    )
+
+
+DUAL_STACK_POLICIES = {"RequireDualStack": True, "PreferDualStack": False}
+"""Kubernetes' ipFamilyPolicy of a dual-stack Service, and whether its batch is atomic."""
+
+
+def dual_stack(
+    owner: str,
+    policy: str = "RequireDualStack",
+    families: Sequence[str] = ("IPv4", "IPv6"),
+    ips: Mapping[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Call:
+    """One allocation of each family for ``owner`` (``ips`` asks for an address in a family),
+    atomic for ``RequireDualStack``, each on its own for ``PreferDualStack``."""
+    if policy not in DUAL_STACK_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(DUAL_STACK_POLICIES)}, not {policy!r}")
+    requests = [
+        _present(owner=owner, family=family, ip=(ips or {}).get(family), metadata=metadata)
+        for family in families
+    ]
+    return allocate_many(requests, DUAL_STACK_POLICIES[policy])
+
+
+def held(batch: Any) -> list[Any]:
+    """Return the allocations of a dual-stack batch's answer; raise ProblemError with the first
+    refusal when none was made (a PreferDualStack Service needs at least one family)."""
+    allocations = [r["allocation"] for r in batch["results"] if "allocation" in r]
+    if not allocations:
+        problem = batch["results"][0]["problem"]
+        raise ProblemError(problem["status"], problem)
+    return allocations
 
 
 def get_allocation(ip: str) -> Call:

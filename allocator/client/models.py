@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class StaticBand(TypedDict):
@@ -17,8 +17,10 @@ class Range(TypedDict):
     family: str
     size: int
     allocated: int
+    cooling: int
     free: int
     static_band: StaticBand
+    release_cooldown_seconds: int
     created_at: str
     revision: int
 
@@ -37,6 +39,17 @@ class AllocationPage(TypedDict):
     items: list[Allocation]
     revision: int
     next_cursor: str | None
+
+
+class BatchResult(TypedDict):
+    status: int
+    allocation: NotRequired[Allocation]
+    problem: NotRequired[dict[str, Any]]
+
+
+class BatchResults(TypedDict):
+    results: list[BatchResult]
+    revision: int
 
 
 class Released(TypedDict):

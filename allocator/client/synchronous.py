@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,7 +12,7 @@ from allocator.client import calls
 from allocator.client.calls import Call
 from allocator.client.connection import Verify, http_options
 from allocator.client.errors import ServerUnreachable
-from allocator.client.models import Allocation, AllocationPage, Occupancy, Range
+from allocator.client.models import Allocation, AllocationPage, BatchResults, Occupancy, Range
 from allocator.client.watch import EventPage, Watch, events_call
 
 
@@ -58,8 +58,16 @@ class AllocatorClient:
             raise ServerUnreachable(f"{self.http.base_url}: {exc or type(exc).__name__}") from exc
         return calls.result(call, response)
 
-    def create_range(self, name: str, cidr: str) -> Range:
-        result: Range = self.send(calls.create_range(name, cidr))
+    def create_range(
+        self, name: str, cidr: str, *, release_cooldown_seconds: int | None = None
+    ) -> Range:
+        result: Range = self.send(calls.create_range(name, cidr, release_cooldown_seconds))
+        return result
+
+    def change_range(self, name: str, *, release_cooldown_seconds: int) -> Range:
+        """Change the range's cool-down (for later releases); return the range after it."""
+        call = calls.change_range(name, release_cooldown_seconds=release_cooldown_seconds)
+        result: Range = self.send(call)
         return result
 
     def list_ranges(self) -> list[Range]:
@@ -89,6 +97,30 @@ class AllocatorClient:
     ) -> Allocation:
         result: Allocation = self.send(calls.allocate(owner, ip, range, family, metadata))
         return result
+
+    def allocate_many(
+        self, requests: Sequence[Mapping[str, Any]], *, atomic: bool = True
+    ) -> BatchResults:
+        """Send up to 1000 bodies of ``allocate`` as one batch: answered in order as in one
+        transaction. Atomic, a refusal raises ProblemError ``batch-failed`` (nothing stored, its
+        ``errors`` name each refused request); otherwise each result has its own status."""
+        result: BatchResults = self.send(calls.allocate_many(requests, atomic))
+        return result
+
+    def dual_stack(
+        self,
+        owner: str,
+        *,
+        policy: str = "RequireDualStack",
+        families: Sequence[str] = ("IPv4", "IPv6"),
+        ips: Mapping[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Allocation]:
+        """Allocate ``owner`` one address of each family as Kubernetes' ``ipFamilyPolicy`` says:
+        ``RequireDualStack`` gets all of them or raises ProblemError (``batch-failed``);
+        ``PreferDualStack`` gets those that could be had, and raises only when none could."""
+        batch = self.send(calls.dual_stack(owner, policy, families, ips, metadata))
+        return calls.held(batch)
 
     def get_allocation(self, ip: str) -> Allocation:
         result: Allocation = self.send(calls.get_allocation(ip))

@@ -25,15 +25,23 @@ class Reader:
     acquire_timeout: float
 
     async def allocation(self, ip: netaddr.IPAddress) -> str:
-        """Return the Allocation object of ``ip`` as JSON; raise IPNotAllocated."""
+        """Return the Allocation object of ``ip`` as JSON; raise IPNotAllocated (saying until when
+        and by whom released, for a cooling address)."""
         found = await statement(
             self.pool,
             lambda c: documents.allocation(c, format_address(ip)),
             acquire_timeout=self.acquire_timeout,
         )
-        if found is None:
-            raise IPNotAllocated(f"{ip} is not allocated")
-        return found
+        if found.allocation is not None:
+            return found.allocation
+        if found.available_at is not None:
+            raise IPNotAllocated(
+                f"{ip} is not allocated: released by {found.released_by!r}, it cools down"
+                f" until {found.available_at}",
+                available_at=found.available_at,
+                released_by=found.released_by,
+            )
+        raise IPNotAllocated(f"{ip} is not allocated")
 
     async def allocations(
         self,

@@ -5,8 +5,12 @@ Modeled on the Kubernetes repair controller. The check reads everything inside o
 READ snapshot, range by range, merging each range's blocks and allocation rows in address order
 (so memory holds one page of each, whatever the range's size). Findings:
 
-    leak          a set bit without an allocation row (the address can never be handed out)
+    leak          a set bit without an allocation row, nor a cooling record (the address can
+                  never be handed out); a cooling address's bit is set and is no leak
     missing-bit   an allocation row whose bit is clear (the address could be handed out twice)
+    cooling-missing-bit
+                  a cooling record whose bit is clear (the address could be handed out while
+                  it cools down)
     count-drift   a block's free count or a range's allocated count that does not match its bits
     out-of-range  an allocation row outside its range's usable addresses (network, broadcast,
                   or another CIDR)
@@ -54,6 +58,7 @@ Progress = Callable[[str, int, int], None]
 class Kind(enum.StrEnum):
     LEAK = "leak"
     MISSING_BIT = "missing-bit"
+    COOLING_MISSING_BIT = "cooling-missing-bit"
     COUNT_DRIFT = "count-drift"
     OUT_OF_RANGE = "out-of-range"
     LOG_GAP = "log-gap"
@@ -203,6 +208,22 @@ async def _check_range(
             return None
         return int(band.kind), block_no, bit
 
+    cooling: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for ip in await consistency.cooling(connection, stored.id):
+        if (at := place(ip)) is not None:
+            cooling[(at[0], at[1])].add(at[2])
+    cooling_records = sum(len(bits) for bits in cooling.values())
+
+    def cooling_missing(ip: str, band: BandKind, block_no: int, bit: int) -> None:
+        finding(
+            Kind.COOLING_MISSING_BIT,
+            f"{ip} cools down but its bit is clear",
+            ip=ip,
+            band=band,
+            block_no=block_no,
+            bit=bit,
+        )
+
     counted_static = 0
     rows = _addresses(connection, stored.id)
     row = await anext(rows, None)
@@ -249,7 +270,11 @@ async def _check_range(
         taken = set(set_bits(block.bits))
         valid = {bit for bit in taken if bit < size}
         where = {"band": block.band, "block_no": block.block_no}
-        for bit in sorted(valid - inside):
+        cooled = cooling.pop(key, set())
+        for bit in sorted(cooled - valid):
+            ip = str(geometry.address_at(band.offset(block.block_no, bit)))
+            cooling_missing(ip, block.band, block.block_no, bit)
+        for bit in sorted(valid - inside - cooled):
             ip = str(geometry.address_at(band.offset(block.block_no, bit)))
             finding(
                 Kind.LEAK, f"{ip} is marked taken but has no allocation", ip=ip, bit=bit, **where
@@ -274,13 +299,24 @@ async def _check_range(
                 f"its bits say {size - len(valid)}",
                 **where,
             )
-        counted_bits += len(valid)
-        counted_static += len(valid) if block.band is BandKind.STATIC else 0
+        counted_bits += len(valid - cooled)
+        counted_static += len(valid - cooled) if block.band is BandKind.STATIC else 0
         checked += 1
         report.blocks += 1
         if progress is not None and (checked % 64 == 0 or checked == total):
             progress(stored.name, checked, total)
     await held_before(None)
+    for (band_kind, block_no), bits in cooling.items():  # in blocks that do not exist
+        band = geometry.band(BandKind(band_kind))
+        for bit in sorted(bits):
+            ip = str(geometry.address_at(band.offset(block_no, bit)))
+            cooling_missing(ip, BandKind(band_kind), block_no, bit)
+    if stored.cooling != cooling_records:
+        finding(
+            Kind.COUNT_DRIFT,
+            f"range {stored.name} counts {stored.cooling} cooling, it has {cooling_records}"
+            " cooling records",
+        )
     if progress is not None:
         progress(stored.name, total, total)
     if stored.allocated != counted_bits:
@@ -377,7 +413,11 @@ async def _repair_block(
         if finding.kind is Kind.LEAK and taken and (finding.ip is None or finding.ip not in rows):
             bits = with_bit(bits, finding.bit, False)
             finding.outcome = Outcome.REPAIRED
-        elif finding.kind is Kind.MISSING_BIT and not taken and finding.ip in rows:
+        elif (
+            finding.kind in (Kind.MISSING_BIT, Kind.COOLING_MISSING_BIT)
+            and not taken
+            and finding.ip in rows
+        ):
             bits = with_bit(bits, finding.bit, True)
             finding.outcome = Outcome.REPAIRED
         else:

@@ -71,21 +71,29 @@ _WRITE_BLOCK = text(
     "UPDATE bitmap_block SET bits = :bits, free = :free"
     " WHERE range_id = :range_id AND band = :band AND block_no = :block_no"
 )
+# A cooling address keeps its bit: it is held as much as an allocated one.
 _HELD = text(
     "SELECT host(ip) FROM allocation WHERE range_id = :range_id AND ip = ANY(CAST(:ips AS inet[]))"
+    " UNION ALL"
+    " SELECT host(ip) FROM cooling_address"
+    " WHERE range_id = :range_id AND ip = ANY(CAST(:ips AS inet[]))"
 )
+_COOLING = text("SELECT ip FROM cooling_address WHERE range_id = :range_id ORDER BY ip")
 # FOR NO KEY UPDATE, as allocations' count updates take it: it does not block the key-share
 # locks of foreign keys from new allocation rows.
 _LOCK_COUNT = text(
-    "SELECT allocated, static_allocated FROM ip_range WHERE id = :range_id FOR NO KEY UPDATE"
+    "SELECT allocated, static_allocated, cooling FROM ip_range"
+    " WHERE id = :range_id FOR NO KEY UPDATE"
 )
 _COUNT_ROWS = text(
     "SELECT count(*) AS allocated,"
-    " count(*) FILTER (WHERE allocator_offset(a.ip, r.cidr) <= r.static_size) AS static_allocated"
+    " count(*) FILTER (WHERE allocator_offset(a.ip, r.cidr) <= r.static_size) AS static_allocated,"
+    " (SELECT count(*) FROM cooling_address c WHERE c.range_id = :range_id) AS cooling"
     " FROM allocation a JOIN ip_range r ON r.id = a.range_id WHERE a.range_id = :range_id"
 )
 _SET_COUNT = text(
-    "UPDATE ip_range SET allocated = :allocated, static_allocated = :static_allocated"
+    "UPDATE ip_range"
+    " SET allocated = :allocated, static_allocated = :static_allocated, cooling = :cooling"
     " WHERE id = :range_id"
 )
 _REMOVE = text(
@@ -162,27 +170,37 @@ async def held(connection: AsyncConnection, range_id: int, ips: list[str]) -> se
     return {str(row[0]) for row in rows}
 
 
-Counts = tuple[int, int]
-"""A range's allocated count and how many of them lie in its static band."""
+Counts = tuple[int, int, int]
+"""A range's allocated count, how many of them lie in its static band, and its cooling count."""
+
+
+async def cooling(connection: AsyncConnection, range_id: int) -> list[Any]:
+    """Return the cooling addresses of a range, in address order."""
+    return list((await connection.execute(_COOLING, {"range_id": range_id})).scalars())
 
 
 async def lock_count(connection: AsyncConnection, range_id: int) -> Counts | None:
     """Lock a range's count row; return its counts (None: the range is gone)."""
     row = (await connection.execute(_LOCK_COUNT, {"range_id": range_id})).first()
-    return (int(row.allocated), int(row.static_allocated)) if row else None
+    return (int(row.allocated), int(row.static_allocated), int(row.cooling)) if row else None
 
 
 async def count_rows(connection: AsyncConnection, range_id: int) -> Counts:
-    """Return the counts a range's allocation rows give."""
+    """Return the counts a range's allocation and cooling rows give."""
     row = (await connection.execute(_COUNT_ROWS, {"range_id": range_id})).one()
-    return int(row.allocated), int(row.static_allocated)
+    return int(row.allocated), int(row.static_allocated), int(row.cooling)
 
 
 async def set_count(connection: AsyncConnection, range_id: int, counts: Counts) -> None:
-    allocated, static_allocated = counts
+    allocated, static_allocated, cooling = counts
     await connection.execute(
         _SET_COUNT,
-        {"range_id": range_id, "allocated": allocated, "static_allocated": static_allocated},
+        {
+            "range_id": range_id,
+            "allocated": allocated,
+            "static_allocated": static_allocated,
+            "cooling": cooling,
+        },
     )
 
 

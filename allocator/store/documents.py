@@ -18,10 +18,14 @@ _ALLOCATION_JSON = (
 )
 
 _ALLOCATION = f"""
-SELECT {_ALLOCATION_JSON}
-FROM allocation a
-JOIN ip_range r ON r.id = a.range_id
-WHERE a.ip = $1::text::inet
+SELECT (SELECT {_ALLOCATION_JSON}
+        FROM allocation a
+        JOIN ip_range r ON r.id = a.range_id
+        WHERE a.ip = $1::text::inet) AS allocation,
+       allocator_time(c.available_at) AS available_at,
+       c.released_by
+FROM (SELECT 1) AS one
+LEFT JOIN cooling_address c ON c.ip = $1::text::inet AND c.available_at > now()
 """
 
 _RANGE = """
@@ -36,10 +40,19 @@ FROM ip_range r
 """
 
 
-async def allocation(connection: Any, ip: str) -> str | None:
-    """Return the Allocation object of ``ip`` as JSON, or None when it is not allocated."""
-    found: str | None = await connection.fetchval(_ALLOCATION, ip)
-    return found
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An address as a read finds it: the Allocation object as JSON, or when it is cooling down
+    until when and who released it (all None: free)."""
+
+    allocation: str | None
+    available_at: str | None
+    released_by: str | None
+
+
+async def allocation(connection: Any, ip: str) -> Held:
+    """Return what holds ``ip``: an allocation, a cool-down, or nothing."""
+    return Held(*await connection.fetchrow(_ALLOCATION, ip))
 
 
 async def range_(connection: Any, name: str) -> str | None:

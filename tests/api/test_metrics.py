@@ -110,3 +110,22 @@ async def test_deleted_ranges_leave_the_gauges(client: httpx.AsyncClient) -> Non
         value(samples((await client.get("/metrics")).text), "allocator_allocated_ips", range="gone")
         is None
     )
+
+
+async def test_cooling_gauge_and_batch_sizes(client: httpx.AsyncClient) -> None:
+    body = {"name": "c", "cidr": "10.1.0.0/24", "release_cooldown_seconds": 600}
+    await client.post("/v1/ranges", json=body)
+    batch = {"requests": [{"owner": f"o{n}"} for n in range(5)]}
+    assert (await client.post("/v1/allocations:batch", json=batch)).status_code == 200
+    refused = {"requests": [{"owner": "p"}, {"owner": "q", "range": "nope"}]}
+    assert (await client.post("/v1/allocations:batch", json=refused)).status_code == 404
+    assert (await client.delete("/v1/allocations", params={"owner": "o1"})).status_code == 200
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "allocator_cooling_ips", range="c") == 1
+    assert value(found, "allocator_allocated_ips", range="c") == 4
+    assert value(found, "allocator_available_ips", range="c") == 249
+    assert value(found, "allocator_batch_requests_count") == 2
+    assert value(found, "allocator_batch_requests_sum") == 7
+    assert value(found, "allocator_batch_requests_bucket", le="5.0") == 2
+    assert value(found, "allocator_batch_errors_total", reason="batch-failed") == 1
+    assert value(found, "allocator_allocation_total", range="c", scope="dynamic") == 5

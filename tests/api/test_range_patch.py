@@ -104,3 +104,18 @@ async def test_cooling_address_in_the_range_object_and_the_refusal(
     assert problem["available_at"].endswith("Z")
     back = await client.post("/v1/allocations", json={"owner": "old", "ip": "10.96.0.20"})
     assert back.status_code == 201
+
+
+async def test_a_cooling_address_read_says_until_when_and_who_released_it(
+    client: httpx.AsyncClient, made: dict
+) -> None:
+    await client.patch("/v1/ranges/r", json={"release_cooldown_seconds": 600})
+    await client.post("/v1/allocations", json={"owner": "old", "ip": "10.96.0.30"})
+    await client.delete("/v1/allocations/10.96.0.30")
+    problem = assert_problem(
+        await client.get("/v1/allocations/10.96.0.30"), 404, "ip-not-allocated"
+    )
+    assert problem["released_by"] == "old"
+    assert problem["available_at"] > made["created_at"]
+    free = assert_problem(await client.get("/v1/allocations/10.96.0.31"), 404, "ip-not-allocated")
+    assert "released_by" not in free

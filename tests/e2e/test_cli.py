@@ -186,3 +186,39 @@ def test_open_watch_streams_are_counted(server: str) -> None:
         assert stream.status_code == 200
         eventually("allocator_watchers 1.0")
     eventually("allocator_watchers 0.0")
+
+
+def test_dual_stack_and_cool_down_from_the_cli(server: str) -> None:
+    def cli(*args: str) -> Result:
+        return run(*args, "--server", server)
+
+    assert (
+        cli("ranges", "create", "v4", "10.96.0.0/24", "--release-cooldown-seconds", "600").exit_code
+        == 0
+    )
+    assert cli("ranges", "create", "v6", "fd00:10:96::/120").exit_code == 0
+    pair = cli(
+        "ip", "allocate", "--owner", "web", "--family", "IPv4", "--family", "IPv6", "-o", "json"
+    )
+    assert pair.exit_code == 0, pair.output
+    allocations = json.loads(pair.stdout)
+    assert [a["family"] for a in allocations] == ["IPv4", "IPv6"]
+    assert [a["revision"] for a in allocations] == [3, 4], "one transaction, request order"
+    v4 = allocations[0]["ip"]
+    assert cli("ip", "release", v4).exit_code == 0
+    shown = cli("ip", "show", v4, "-o", "json")
+    document = json.loads(shown.stdout)
+    assert (document["free"], document["cooling"]["released_by"]) == (False, "web")
+    table = cli("ip", "show", v4).stdout
+    assert "cooling down until" in table and "web" in table
+    listed = cli("ranges", "list").stdout
+    assert "COOLING" in listed and "600s" in listed
+    row = next(line for line in listed.splitlines() if line.startswith("v4"))
+    assert row.split()[3:6] == ["254", "0", "1"], "size, allocated, cooling"
+    assert "cooling 1" in cli("ranges", "show", "v4").stdout
+    assert cli("ranges", "set", "v4", "--release-cooldown-seconds", "0").exit_code == 0
+    assert "600s" not in cli("ranges", "list").stdout
+    refused = cli(
+        "ip", "allocate", "--owner", "db", "--family", "IPv4", "--family", "IPv6", "--range", "v4"
+    )
+    assert refused.exit_code == 2

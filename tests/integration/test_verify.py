@@ -221,3 +221,28 @@ async def test_repairs_run_while_the_service_serves(
     report = await repair
     assert report.counts()["leak"] + report.counts()["count-drift"] >= 2
     await assert_clean(engine)
+
+
+async def test_a_cooling_address_is_no_leak_and_its_clear_bit_is_found(
+    engine: AsyncEngine, small: int, allocator: Allocator
+) -> None:
+    await ranges.change_range(engine, "small", ranges.RangeChange(release_cooldown_seconds=600))
+    await allocator.release(netaddr.IPAddress("10.0.0.21"))
+    await allocator.release(netaddr.IPAddress("10.0.0.30"))
+    await assert_clean(engine)  # its bit is set with no allocation row: that is the cool-down
+
+    await sql(
+        engine,
+        "UPDATE bitmap_block SET bits = set_bit(bits, 13, 0), free = free + 1"
+        " WHERE range_id = :id AND band = 1",
+        id=small,
+    )  # .30 is bit 13 of the dynamic band (.17 is bit 0)
+    await sql(engine, "UPDATE ip_range SET cooling = 5 WHERE id = :id", id=small)
+    report = await verify(engine)
+    assert report.counts() == found(report, cooling_missing_bit=1, count_drift=1)
+    clear = next(f for f in report.findings if f.kind is Kind.COOLING_MISSING_BIT)
+    assert clear.ip == "10.0.0.30"
+    repaired = await verify(engine, repair=True)
+    assert all(f.outcome is Outcome.REPAIRED for f in repaired.findings)
+    await assert_clean(engine)
+    assert (await ranges.get_range(engine, "small")).cooling == 2
