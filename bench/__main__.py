@@ -29,6 +29,7 @@ from allocator.store import migration
 from allocator.store.database import create_engine, create_pool
 from bench import (
     bare_app,
+    batch,
     cpu,
     database,
     feed,
@@ -66,14 +67,16 @@ class Plan:
     cpu_rounds: int
     round_trip_samples: int
     ranges_count: int
+    batch_calls: int
+    """Batches of 1,000 allocations sent for the batch figure."""
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8, 200, 2, 5, 1_000)
+            return cls(0.4, 0.15, 1, 1.0, 30, "10.34.0.0/22", 2_000, 8, 200, 2, 5, 1_000, 4)
         return cls(
             3.0, 0.5, 4, 5.0, 400, "10.34.0.0/16", 100_000, Settings().pool_size, 1_000, 5, 20,
-            1_000,
+            1_000, 30,
         )  # fmt: skip
 
 
@@ -197,7 +200,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 base, plan.ranges_count, plan.samples, plan.pool_size, rng
             )
 
-            results["batch"] = batch_figures()
+            say("batch: 1,000 allocations per call")
+            results["batch"] = await batch_figures(dsn, plan, throughput[main_name])
+            await reset()
 
             say(f"database size: {plan.size_allocations:,} allocations in a /64")
             async with database.fresh_database(base) as size_dsn:
@@ -243,11 +248,15 @@ async def measure_round_trips(dsn: str, plan: Plan) -> dict[str, Any]:
         proxy.close()
 
 
-def batch_figures() -> dict[str, Any]:
-    """Allocations/s through ``POST /v1/allocations:batch`` at 1,000 per call, next to single
-    requests at 32 connections: a place kept for the batch endpoint, which the API does not
-    have yet. Measure it here (``per_second`` and ``single_per_second``) and the targets show it."""
-    return {"status": "pending: POST /v1/allocations:batch does not exist yet"}
+async def batch_figures(dsn: str, plan: Plan, single: list[dict[str, Any]]) -> dict[str, Any]:
+    """Allocations/s through ``POST /v1/allocations:batch`` at 1,000 per call on one server
+    process, next to single requests at 32 connections (``single``: that process's throughput,
+    measured earlier in the run)."""
+    env = {"ALLOCATOR_POOL_SIZE": str(plan.pool_size)}
+    with server.running(dsn, 1, **env) as srv:
+        figures = await batch.measure(srv.url, "throughput", plan.batch_calls)
+    at_32 = next(r for r in single if r["clients"] == 32)
+    return {**figures, "single_per_second": at_32["per_second"]}
 
 
 async def measure_size(dsn: str, plan: Plan) -> dict[str, Any]:
