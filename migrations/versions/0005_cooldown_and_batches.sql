@@ -190,6 +190,11 @@ DECLARE
     d record;
     cooled cooling_address;
     reclaimed boolean;
+    kept_range integer;
+    kept_band smallint;
+    kept_block bigint;
+    kept_bit integer;
+    kept_uses integer := 0;
     failures json;
 BEGIN
     IF patient THEN
@@ -382,13 +387,40 @@ BEGIN
                                 EXIT WHEN candidate.id IS NULL;
                             END IF;
                             after_name := candidate.name;
-                            spot := allocator_pick(candidate, band::smallint, attempt = 2);
+                            -- The block this call took its last address of the band from is
+                            -- its own already: a batch of 1000 locks a few dozen blocks, not
+                            -- hundreds that concurrent writers then skip. A few times only:
+                            -- each update of one row in a transaction lengthens its chain of
+                            -- versions, which the next update walks.
+                            kept_bit := NULL;
+                            IF candidate.id = kept_range AND band = kept_band
+                               AND kept_uses < 16 THEN
+                                SELECT allocator_free_bit(b.bits,
+                                           allocator_block_bits(candidate, kept_band, b.block_no),
+                                           floor(random() * 4096)::integer)
+                                INTO kept_bit
+                                FROM bitmap_block b
+                                WHERE b.range_id = kept_range
+                                  AND b.band = kept_band
+                                  AND b.block_no = kept_block
+                                  AND b.free > 0;
+                            END IF;
+                            IF kept_bit >= 0 THEN
+                                spot := ROW(kept_block, kept_bit, false)::allocator_spot;
+                                kept_uses := kept_uses + 1;
+                            ELSE
+                                spot := allocator_pick(candidate, band::smallint, attempt = 2);
+                                kept_uses := 0;
+                            END IF;
                             busy := busy OR spot.busy;
                             IF spot.bit >= 0 THEN
                                 r := candidate;
                                 spot_band := band;
                                 spot_block := spot.block_no;
                                 spot_bit := spot.bit;
+                                kept_range := r.id;
+                                kept_band := spot_band;
+                                kept_block := spot_block;
                                 EXIT search;
                             END IF;
                         END LOOP;
