@@ -29,12 +29,24 @@ class Connection:
         return cls(reader, writer, f"{host}:{port}")
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        """Send one request; return the status code and the body."""
+        """Send one request; return the status code and the body. A connection the server closed
+        while it was idle (uvicorn does after 5 s) is opened again and the request sent again: the
+        server closed it before reading the request."""
         head = f"{method} {path} HTTP/1.1\r\nhost: {self._host}\r\n"
         if body:
             head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        self._writer.write(head.encode() + b"\r\n" + body)
-        headers = await self._reader.readuntil(b"\r\n\r\n")
+        message = head.encode() + b"\r\n" + body
+        self._writer.write(message)
+        try:
+            headers = await self._reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                raise
+            await self.close()
+            host, _, port = self._host.rpartition(":")
+            self._reader, self._writer = await asyncio.open_connection(host, int(port))
+            self._writer.write(message)
+            headers = await self._reader.readuntil(b"\r\n\r\n")
         status = int(headers[9:12])
         length = 0
         for line in headers.split(b"\r\n")[1:]:
