@@ -78,6 +78,7 @@ def test_an_admin_session(server: str) -> None:
         "usable": True,
         "free": True,
         "allocation": None,
+        "cooling": None,
     }
     network = json.loads(cli("ip", "show", "10.96.0.0", "-o", "json").stdout)
     assert (network["usable"], network["band"]) == (False, None)
@@ -159,6 +160,7 @@ async def test_verify_finds_then_repairs(engine: AsyncEngine, database_url: str)
     assert report["counts"] == {
         "leak": 1,
         "missing-bit": 0,
+        "cooling-missing-bit": 0,
         "count-drift": 2,
         "out-of-range": 0,
         "log-gap": 0,
