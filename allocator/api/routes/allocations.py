@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from allocator.api import observed
+from allocator.api import audited
 from allocator.api.auth import Allocates, AllocatesJson, Reads
 from allocator.api.deps import json_response, reader
 from allocator.api.problem_schemas import refusals
@@ -85,7 +85,7 @@ async def allocate(body: AllocationCreate, http: Request) -> Response:
         family=Family(body.family) if body.family else None,
         metadata=body.metadata,
     )
-    allocation, created = await observed.allocate(http, request)
+    allocation, created = await audited.allocate(http, request)
     return json_response(allocation.document(), 201 if created else 200)
 
 
@@ -147,7 +147,7 @@ async def get_allocation(ip: IP, http: Request) -> Response:
 async def release(ip: IP, http: Request, owner: Owner = None) -> Response:
     """Free the address at once. With `owner`, only if that owner holds it: a late release
     must never free an address that was re-allocated (`owner-mismatch`)."""
-    await observed.release(http, parse_address(ip), owner)
+    await audited.release(http, parse_address(ip), owner)
     return Response(status_code=204)
 
 
@@ -165,5 +165,5 @@ async def release_owner(
 ) -> Response:
     """Every allocation of the owner (both families), in one transaction; none is an empty
     list, not an error."""
-    released = await observed.release_owner(http, owner)
+    released = await audited.release_owner(http, owner)
     return json_response({"released": [a.document() for a in released]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from allocator.api import observed
+from allocator.api import audited
 from allocator.api.auth import Administers, AdministersJson, Reads
 from allocator.api.deps import EngineDep, json_response, reader
 from allocator.api.problem_schemas import refusals
@@ -38,7 +38,7 @@ RangeName = Path(
 async def create_range(body: RangeCreate, engine: EngineDep) -> Response:
     """A CIDR to allocate from. Its host bits must be zero (the problem names the network
     probably meant); it may not overlap another range (`range-overlaps` names it)."""
-    created = await observed.create_range(engine, body.name, body.cidr)
+    created = await audited.create_range(engine, body.name, body.cidr)
     return json_response(created.document(), 201)
 
 
@@ -79,5 +79,5 @@ async def get_range(http: Request, name: str = RangeName) -> Response:
 )
 async def delete_range(engine: EngineDep, name: str = RangeName) -> Response:
     """Only a range without allocations can go (`range-not-empty` says how many remain)."""
-    await observed.delete_range(engine, name)
+    await audited.delete_range(engine, name)
     return Response(status_code=204)
