@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     )
     max_watchers_per_token: int = Field(default=256, ge=1, description="more get 429")
 
-    # The event feed (see allocator.service.tailer and allocator.service.watch).
+    # The event feed (see allocator.service.feed.tailer and allocator.service.feed.watch).
     feed_poll_interval: float = Field(
         default=0.2, gt=0, le=10, description="seconds between log reads when no notification came"
     )

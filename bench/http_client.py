@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from urllib.parse import urlsplit
+
+IDLE_SECONDS = 4.0
+"""How long a connection is reused after its last answer: the server closes one idle for 5 s."""
 
 
 class Connection:
-    """One keep-alive connection; requests on it run one at a time."""
+    """One keep-alive connection (opened again after a pause); requests on it run one at a
+    time."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str):
         self._reader = reader
         self._writer = writer
         self._host = host
+        self._used = time.monotonic()
 
     @classmethod
     async def open(cls, base_url: str) -> Connection:
@@ -29,24 +35,16 @@ class Connection:
         return cls(reader, writer, f"{host}:{port}")
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        """Send one request; return the status code and the body. A connection the server closed
-        while it was idle (uvicorn does after 5 s) is opened again and the request sent again: the
-        server closed it before reading the request."""
-        head = f"{method} {path} HTTP/1.1\r\nhost: {self._host}\r\n"
-        if body:
-            head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        message = head.encode() + b"\r\n" + body
-        self._writer.write(message)
-        try:
-            headers = await self._reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
-            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
-                raise
+        """Send one request; return the status code and the body."""
+        if time.monotonic() - self._used > IDLE_SECONDS:
             await self.close()
             host, _, port = self._host.rpartition(":")
             self._reader, self._writer = await asyncio.open_connection(host, int(port))
-            self._writer.write(message)
-            headers = await self._reader.readuntil(b"\r\n\r\n")
+        head = f"{method} {path} HTTP/1.1\r\nhost: {self._host}\r\n"
+        if body:
+            head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        self._writer.write(head.encode() + b"\r\n" + body)
+        headers = await self._reader.readuntil(b"\r\n\r\n")
         status = int(headers[9:12])
         length = 0
         for line in headers.split(b"\r\n")[1:]:
@@ -55,6 +53,7 @@ class Connection:
                 length = int(value)
                 break
         content = await self._reader.readexactly(length) if length else b""
+        self._used = time.monotonic()
         return status, content
 
     async def close(self) -> None:

@@ -195,7 +195,6 @@ async def flat_cost(
         await database.release_all(admin, "flat-16")
         held = await database.fill(admin, "flat-16", fill, rng)
         await database.vacuum(admin)
-        await clients.close()  # the fill may take longer than the server keeps idle ones
         figure = await single_client_latency(
             http_allocation(clients, "flat-16", f"f16-{fill}", release=True), samples
         )

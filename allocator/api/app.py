@@ -20,9 +20,9 @@ from allocator.api.routes import allocations, events, health, occupancy, ranges
 from allocator.api.routes import metrics as metrics_routes
 from allocator.service.allocator import Allocator
 from allocator.service.cooldown import keep_ending
+from allocator.service.feed.watch import longest_timeout
 from allocator.service.ranges import ensure_ranges, parse_default_ranges
 from allocator.service.reader import Reader
-from allocator.service.watch import longest_timeout
 from allocator.settings import Settings
 from allocator.store import migration
 from allocator.store.database import create_engine, create_pool, resolve_url

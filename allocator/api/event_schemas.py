@@ -21,7 +21,7 @@ from allocator.api.schemas import (
     examples,
 )
 from allocator.domain.errors import RevisionCompacted, RevisionUnknown
-from allocator.service.frame import NDJSON, SSE
+from allocator.service.feed.frame import NDJSON, SSE
 
 
 class EventBase(BaseModel):

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.api.problems import document_of
-from allocator.service.retention import RetentionPolicy, keep_compacting
-from allocator.service.tailer import Tailer
-from allocator.service.watch import WatchOptions
+from allocator.service.feed.retention import RetentionPolicy, keep_compacting
+from allocator.service.feed.tailer import Tailer
+from allocator.service.feed.watch import WatchOptions
 from allocator.settings import Settings
 from allocator.store.dsn import connector
 from allocator.store.listener import APPLICATION_NAME, Listener

@@ -15,7 +15,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from allocator.service.frame import NDJSON, SSE, Frame, Wire
+from allocator.service.feed.frame import NDJSON, SSE, Frame, Wire
 
 log = logging.getLogger(__name__)
 

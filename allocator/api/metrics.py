@@ -32,25 +32,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from allocator.service.usage import Usage
+from allocator.service.totals import Totals
 
 BATCH_BUCKETS = (1, 2, 5, 10, 50, 100, 250, 500, 1000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class StoreCollector(Collector):
-    """The gauges read from the database: set ``usage`` right before collecting."""
+    """The gauges read from the database: set ``totals`` right before collecting."""
 
     def __init__(self) -> None:
-        self.usage: Usage | None = None
+        self.totals: Totals | None = None
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
             "allocator_database_up", "Whether this scrape could read the database (1) or not (0)."
         )
-        up.add_metric([], 0 if self.usage is None else 1)
+        up.add_metric([], 0 if self.totals is None else 1)
         yield up
-        if self.usage is None:
+        if self.totals is None:
             return
         allocated = GaugeMetricFamily(
             "allocator_allocated_ips", "Allocated addresses of a range.", labels=["range"]
@@ -63,14 +63,14 @@ class StoreCollector(Collector):
             "Released addresses of a range still cooling down (neither allocated nor free).",
             labels=["range"],
         )
-        for one in self.usage.ranges:
+        for one in self.totals.ranges:
             allocated.add_metric([one.name], one.allocated)
             available.add_metric([one.name], one.free)
             cooling.add_metric([one.name], one.cooling)
         revision = GaugeMetricFamily(
             "allocator_event_revision", "Revision of the newest change in the event log."
         )
-        revision.add_metric([], self.usage.revision)
+        revision.add_metric([], self.totals.revision)
         yield from (allocated, available, cooling, revision)
 
 
@@ -141,10 +141,10 @@ class Metrics:
         self.store = StoreCollector()
         registry.register(self.store)
 
-    def render(self, usage: Usage | None) -> bytes:
-        """Return the text exposition with the database gauges of ``usage`` (None: unreadable)."""
+    def render(self, totals: Totals | None) -> bytes:
+        """Return the text exposition with the database gauges of ``totals`` (None: unreadable)."""
         # No await between setting and collecting: concurrent scrapes cannot mix snapshots.
-        self.store.usage = usage
+        self.store.totals = totals
         return generate_latest(self.registry)
 
 

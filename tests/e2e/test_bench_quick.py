@@ -1,7 +1,9 @@
 """The benchmark suite's quick mode, end to end: it runs and reports every figure.
 
 It asserts nothing about speed (the machine running the tests may be slow or busy): only that
-each figure was measured and written, with its reference and the charts.
+each figure was measured and written, with its reference and the charts. It needs the ``[bench]``
+extra (the charts' and the CPU figures' libraries) and is skipped without it:
+``pip install -e '.[bench]' && pytest -m bench``.
 """
 
 import math
@@ -16,6 +18,10 @@ import pytest
 
 from allocator.domain.address import parse_network
 from allocator.domain.range import ServiceRange
+
+pytestmark = pytest.mark.bench
+for library in ("matplotlib", "psutil"):
+    pytest.importorskip(library, reason="the benchmarks need the [bench] extra")
 
 THROUGHPUT_PATHS = {
     "HTTP, 1 process",

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.api.problems import document_of
 from allocator.domain.errors import RevisionUnknown
-from allocator.service import events
-from allocator.service.frame import Frame
-from allocator.service.tailer import Tailer
-from allocator.service.watch import WatchOptions, open_watch
+from allocator.service.feed import events
+from allocator.service.feed.frame import Frame
+from allocator.service.feed.tailer import Tailer
+from allocator.service.feed.watch import WatchOptions, open_watch
 
 OPTIONS = WatchOptions(queue=1000, bookmark_seconds=5, timeout_seconds=60, problem_of=document_of)
 WITHIN = 20.0

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.domain.errors import RevisionCompacted, RevisionUnknown
 from allocator.domain.range import ServiceRange
-from allocator.service import events, ranges
+from allocator.service import ranges
 from allocator.service.allocator import AllocationRequest, Allocator
-from allocator.service.retention import RetentionPolicy, compact_once
+from allocator.service.feed import events
+from allocator.service.feed.retention import RetentionPolicy, compact_once
 from allocator.settings import Settings
 from allocator.store import ranges as stored_ranges
 from allocator.store.dsn import connector

@@ -13,7 +13,7 @@ from allocator.domain.address import Family
 from allocator.domain.errors import IPAlreadyAllocated, RangeFull
 from allocator.service import ranges
 from allocator.service.allocator import AllocationRequest, Allocator
-from allocator.service.verify import Kind, Outcome, Report, verify
+from allocator.service.verify import Kind, Report, Resolution, verify
 from tests.integration.consistency import assert_consistent
 
 NONE = dict.fromkeys((str(k) for k in Kind), 0)
@@ -72,7 +72,7 @@ async def test_a_leaked_bit_is_found_and_cleared(
     assert [f.ip for f in report.findings] == ["10.0.0.117", None]
     assert not report.consistent and report.unresolved == report.findings
     repaired = await verify(engine, repair=True)
-    assert [f.outcome for f in repaired.findings] == [Outcome.REPAIRED, Outcome.REPAIRED]
+    assert [f.outcome for f in repaired.findings] == [Resolution.REPAIRED, Resolution.REPAIRED]
     assert repaired.unresolved == []
     await assert_clean(engine)
     await take(allocator, "newcomer", "10.0.0.117")  # the address can be handed out again
@@ -91,7 +91,7 @@ async def test_a_missing_bit_is_found_and_set(
     await sql(engine, "UPDATE ip_range SET allocated = allocated - 1 WHERE id = :id", id=small)
     report = await verify(engine, repair=True)
     assert report.counts() == found(report, missing_bit=1)
-    assert (report.findings[0].ip, report.findings[0].outcome) == ("10.0.0.30", Outcome.REPAIRED)
+    assert (report.findings[0].ip, report.findings[0].outcome) == ("10.0.0.30", Resolution.REPAIRED)
     await assert_clean(engine)
     with pytest.raises(IPAlreadyAllocated):  # the address can no longer be handed out twice
         await take(allocator, "intruder", "10.0.0.30")
@@ -106,7 +106,7 @@ async def test_drifting_counts_are_found_and_recounted(engine: AsyncEngine, smal
     await sql(engine, "UPDATE ip_range SET allocated = allocated + 3 WHERE id = :id", id=small)
     report = await verify(engine, repair=True)
     assert report.counts() == found(report, count_drift=2)
-    assert {f.outcome for f in report.findings} == {Outcome.REPAIRED}
+    assert {f.outcome for f in report.findings} == {Resolution.REPAIRED}
     await assert_clean(engine)
     assert (await ranges.get_range(engine, "small")).allocated == 3
 
@@ -157,7 +157,7 @@ async def test_a_gap_in_the_log_is_reported_and_kept(
         "the log has no event for revision 2",
         "the log has no event for revision 4",
     ]
-    assert [f.outcome for f in report.unresolved] == [Outcome.KEPT, Outcome.KEPT]
+    assert [f.outcome for f in report.unresolved] == [Resolution.KEPT, Resolution.KEPT]
     # Compaction up to 4 (events 1..4 deleted, compacted = 4) is no gap.
     await sql(engine, "DELETE FROM event WHERE revision <= 4")
     await sql(engine, "UPDATE log_head SET compacted = 4")
@@ -243,6 +243,6 @@ async def test_a_cooling_address_is_no_leak_and_its_clear_bit_is_found(
     clear = next(f for f in report.findings if f.kind is Kind.COOLING_MISSING_BIT)
     assert clear.ip == "10.0.0.30"
     repaired = await verify(engine, repair=True)
-    assert all(f.outcome is Outcome.REPAIRED for f in repaired.findings)
+    assert all(f.outcome is Resolution.REPAIRED for f in repaired.findings)
     await assert_clean(engine)
     assert (await ranges.get_range(engine, "small")).cooling == 2

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from allocator.api import observed
+from allocator.api import audited
 from allocator.api.auth import Allocates, AllocatesJson, Reads
 from allocator.api.batch_schemas import BatchResults
 from allocator.api.deps import json_response, reader
@@ -82,7 +82,7 @@ async def allocate(body: AllocationCreate, http: Request) -> Response:
     An owner holds one address per family: asking again with no `ip`, or the same one, returns
     the one it holds (200) and changes nothing; asking for another is `owner-has-allocation`.
     """
-    allocation, created = await observed.allocate(http, _request(body))
+    allocation, created = await audited.allocate(http, _request(body))
     return json_response(allocation.document(), 201 if created else 200)
 
 
@@ -118,7 +118,7 @@ async def allocate_batch(body: AllocationBatch, http: Request) -> Response:
     routes' (`ALLOCATOR_MAX_BATCH_BODY_BYTES`, 2 MiB by default).
     """
     requests = [_request(r, f"requests[{n}].") for n, r in enumerate(body.requests)]
-    return json_response(_results(await observed.allocate_many(http, requests, body.atomic)))
+    return json_response(_results(await audited.allocate_many(http, requests, body.atomic)))
 
 
 def _results(batch: BatchResult) -> dict[str, Any]:
@@ -191,7 +191,7 @@ async def get_allocation(ip: IP, http: Request) -> Response:
 async def release(ip: IP, http: Request, owner: Owner = None) -> Response:
     """Free the address at once. With `owner`, only if that owner holds it: a late release
     must never free an address that was re-allocated (`owner-mismatch`)."""
-    await observed.release(http, parse_address(ip), owner)
+    await audited.release(http, parse_address(ip), owner)
     return Response(status_code=204)
 
 
@@ -209,5 +209,5 @@ async def release_owner(
 ) -> Response:
     """Every allocation of the owner (both families), in one transaction; none is an empty
     list, not an error."""
-    released = await observed.release_owner(http, owner)
+    released = await audited.release_owner(http, owner)
     return json_response({"released": [a.document() for a in released]})

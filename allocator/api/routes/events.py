@@ -14,10 +14,10 @@ from allocator.api.limits import WatchLeaseDep
 from allocator.api.problem_schemas import refusals
 from allocator.domain import errors
 from allocator.domain.errors import InvalidRequest
-from allocator.service import events
-from allocator.service.frame import SSE, Wire
-from allocator.service.tailer import Tailer
-from allocator.service.watch import WatchOptions, open_watch
+from allocator.service.feed import events
+from allocator.service.feed.frame import SSE, Wire
+from allocator.service.feed.tailer import Tailer
+from allocator.service.feed.watch import WatchOptions, open_watch
 
 router = APIRouter(tags=["events"])
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from allocator.api.deps import EngineDep
 from allocator.api.metrics import MetricsDep
 from allocator.domain.errors import Unavailable
-from allocator.service.usage import Usage, usage
+from allocator.service.totals import Totals, totals
 
 router = APIRouter(tags=["operations"])
 
@@ -29,9 +29,9 @@ router = APIRouter(tags=["operations"])
 async def metrics(engine: EngineDep, metrics: MetricsDep) -> Response:
     """The process's counters and the database's gauges. When the database cannot be read, the
     counters are still served, with ``allocator_database_up 0`` and no range gauges."""
-    current: Usage | None
+    current: Totals | None
     try:
-        current = await usage(engine)
+        current = await totals(engine)
     except Unavailable:
         current = None
     return Response(metrics.render(current), media_type=CONTENT_TYPE_LATEST)

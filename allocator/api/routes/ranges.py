@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from allocator.api import observed
+from allocator.api import audited
 from allocator.api.auth import Administers, AdministersJson, Reads
 from allocator.api.deps import EngineDep, json_response, reader
 from allocator.api.problem_schemas import refusals
@@ -39,7 +39,7 @@ RangeName = Path(
 async def create_range(body: RangeCreate, engine: EngineDep) -> Response:
     """A CIDR to allocate from. Its host bits must be zero (the problem names the network
     probably meant); it may not overlap another range (`range-overlaps` names it)."""
-    created = await observed.create_range(
+    created = await audited.create_range(
         engine, body.name, body.cidr, body.release_cooldown_seconds
     )
     return json_response(created.document(), 201)
@@ -92,7 +92,7 @@ async def change_range(body: RangePatch, engine: EngineDep, name: str = RangeNam
     to change; the others stay. Each change takes a revision and publishes `RANGE_UPDATED`
     with the new Range object. A new `release_cooldown_seconds` applies to later releases."""
     change = RangeChange(**body.model_dump(exclude_unset=True))
-    return json_response(await observed.change_range(engine, name, change))
+    return json_response(await audited.change_range(engine, name, change))
 
 
 @router.delete(
@@ -106,5 +106,5 @@ async def change_range(body: RangePatch, engine: EngineDep, name: str = RangeNam
 )
 async def delete_range(engine: EngineDep, name: str = RangeName) -> Response:
     """Only a range without allocations can go (`range-not-empty` says how many remain)."""
-    await observed.delete_range(engine, name)
+    await audited.delete_range(engine, name)
     return Response(status_code=204)

@@ -1,6 +1,6 @@
 """Reading the event log: the poll form, resume checks, and the list of list+watch.
 
-The watch stream itself (live events from the tailer) is in ``allocator.service.watch``.
+The watch stream itself (live events from the tailer) is in ``allocator.service.feed.watch``.
 
 A resume point is a revision and the epoch it was read in (the ``epoch`` of the last BOOKMARK or
 poll page). It is refused (revision-unknown) when that epoch's history no longer reaches it:
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.errors import InvalidRequest, RevisionCompacted, RevisionUnknown
-from allocator.service.frame import Frame, bookmark, of_event, of_stored
+from allocator.service.feed.frame import Frame, bookmark, of_event, of_stored
 from allocator.service.unit_of_work import UnitOfWork, run
 from allocator.store import allocations, ranges
 from allocator.store.event_log import (

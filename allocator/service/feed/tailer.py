@@ -32,7 +32,7 @@ from itertools import islice
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.errors import AllocatorError, RevisionCompacted, RevisionUnknown
-from allocator.service.frame import Frame, bookmark, of_stored
+from allocator.service.feed.frame import Frame, bookmark, of_stored
 from allocator.service.unit_of_work import run
 from allocator.store.event_log import Bounds, Epoch, LogRow, history, read_after, shared_until
 

@@ -1,5 +1,6 @@
-"""What the gauges of ``/metrics`` report: every range's counts and the head revision, read in
-one snapshot from the database, so every replica reports the same values."""
+"""The totals of every range (its allocated counts) and the head revision, read in one snapshot:
+what the gauges of ``/metrics`` report, the same on every replica. One range's occupancy by band
+and block is ``allocator.service.occupancy``."""
 
 from __future__ import annotations
 
@@ -14,18 +15,18 @@ from allocator.store.event_log import head_revision
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class Totals:
     ranges: list[Range]
     revision: int
 
 
-async def usage(engine: AsyncEngine) -> Usage:
+async def totals(engine: AsyncEngine) -> Totals:
     """Return every range (with its allocated count) and the head revision, at one revision.
 
     Raises Unavailable when the database cannot answer.
     """
 
-    async def work(connection: AsyncConnection) -> Usage:
-        return Usage(await ranges.list_all(connection), await head_revision(connection))
+    async def work(connection: AsyncConnection) -> Totals:
+        return Totals(await ranges.list_all(connection), await head_revision(connection))
 
     return await run(engine, work, read_only=True)

@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.domain.errors import AllocatorError, InvalidRequest
-from allocator.service.events import list_events, resume_point, snapshot
-from allocator.service.frame import Frame, bookmark, error
-from allocator.service.tailer import Tailer
+from allocator.service.feed.events import list_events, resume_point, snapshot
+from allocator.service.feed.frame import Frame, bookmark, error
+from allocator.service.feed.tailer import Tailer
 
 CATCH_UP_PAGE = 1000
 
