@@ -9,14 +9,16 @@ import typer
 from rich.table import Table
 
 from allocator.cli.output import FamilyOption, Format, OutputOption, emit
-from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.cli.remote import DEFAULT_SERVER, RemoteCommands, ServerOption, connected
 from allocator.client import AllocatorClient, ProblemError
 from allocator.client.models import Allocation
 from allocator.domain.address import parse_address, parse_network
 from allocator.domain.errors import InvalidRequest, IPNotInRange
 from allocator.domain.range import ServiceRange
 
-app = typer.Typer(help="One address: show who holds it, allocate, release.", no_args_is_help=True)
+app = RemoteCommands(
+    help="One address: show who holds it, allocate, release.", no_args_is_help=True
+)
 
 IP = Annotated[str, typer.Argument(help="An IPv4 or IPv6 address.")]
 
@@ -47,7 +49,7 @@ def place(api: AllocatorClient, ip: str) -> dict[str, Any]:
 def key_values(rows: list[tuple[str, str]]) -> Table:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+    table.add_column(overflow="fold")
     for key, value in rows:
         table.add_row(key, value)
     return table

@@ -9,11 +9,20 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from allocator.cli.output import Format, OutputOption, bar, count, emit, fill_style, percent
-from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.cli.output import (
+    Format,
+    OutputOption,
+    bar,
+    count,
+    emit,
+    fill_style,
+    percent,
+    table,
+)
+from allocator.cli.remote import DEFAULT_SERVER, RemoteCommands, ServerOption, connected
 from allocator.client.models import CellUsage, Occupancy, Range
 
-app = typer.Typer(help="Ranges: how they are used, and where.", no_args_is_help=True)
+app = RemoteCommands(help="Ranges: how they are used, and where.", no_args_is_help=True)
 
 MAP_COLUMNS = 64
 MAP_CELLS = 512
@@ -23,14 +32,9 @@ Name = Annotated[str, typer.Argument(help="The range's name.")]
 
 
 def ranges_table(items: list[Range]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "CIDR", "FAMILY"):
-        table.add_column(column, no_wrap=True)
-    for column in ("SIZE", "ALLOCATED", "FREE", "USE"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
+    drawn = table("NAME", "CIDR", "FAMILY", "SIZE>", "ALLOCATED>", "FREE>", "USE>", "")
     for r in items:
-        table.add_row(
+        drawn.add_row(
             r["name"],
             r["cidr"],
             r["family"],
@@ -40,7 +44,7 @@ def ranges_table(items: list[Range]) -> Table:
             percent(r["allocated"], r["size"]),
             bar(r["allocated"], r["size"]),
         )
-    return table
+    return drawn
 
 
 @app.command("list")
@@ -93,12 +97,7 @@ def occupancy_view(occupancy: Occupancy) -> RenderableType:
         f"size {count(r['size'])}   allocated {count(r['allocated'])}   free {count(r['free'])}"
         f"   use {percent(r['allocated'], r['size'])}"
     )
-    bands = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("BAND", "FIRST", "LAST"):
-        bands.add_column(column, no_wrap=True)
-    for column in ("SIZE", "USED", "USE"):
-        bands.add_column(column, justify="right", no_wrap=True)
-    bands.add_column("", no_wrap=True)
+    bands = table("BAND", "FIRST", "LAST", "SIZE>", "USED>", "USE>", "")
     for band in occupancy["bands"]:
         bands.add_row(
             band["band"],
