@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from allocator.cli.main import app
+from allocator.store.dsn import DatabaseUrl
+from tests.database import fresh_database
 from tests.e2e.server import free_port, running_server
 
 
@@ -222,3 +224,13 @@ def test_tables_are_never_cut(server: str) -> None:
     assert "·" in wide, "a wide terminal has the bars"
     for value in values:
         assert value in wide
+
+
+def test_verify_of_a_database_without_the_schema_is_one_line() -> None:
+    with fresh_database() as url:
+        verified = run("verify", ALLOCATOR_DATABASE_URL=url)
+    assert verified.exit_code == 3, verified.output
+    database = DatabaseUrl.parse(url)
+    assert verified.stderr.strip().splitlines() == [
+        f"error: no allocator schema in {database.where}: run `allocator db upgrade` first"
+    ]
