@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from allocator import __version__
 from allocator.api import openapi, problems
@@ -65,7 +66,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             await pool.close()
             await engine.dispose()
 
-    app = FastAPI(
+    # The docs page loads Swagger UI (and /redoc ReDoc) from the server itself, not from a CDN:
+    # it works on a control plane without internet access.
+    app = FastAPIOffline(
         title="ClusterIP allocator",
         version=__version__,
         description="Unique Service VIPs from CIDR ranges, and an ordered event feed of every change.",

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from allocator.api.schemas import shape_refusal
 from allocator.domain import errors
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,15 @@ def field_name(location: tuple[int | str, ...]) -> str:
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else part
     return name or "body"
+
+
+def message_of(error: Mapping[str, Any]) -> str:
+    """Return what a validation error says: for a value of the wrong shape, what it is not."""
+    if error["type"] == "string_pattern_mismatch" and isinstance(error.get("input"), str):
+        refusal = shape_refusal(error["ctx"]["pattern"], error["input"])
+        if refusal is not None:
+            return refusal
+    return str(error["msg"])
 
 
 def document_of(error: errors.AllocatorError) -> dict[str, Any]:
@@ -133,10 +143,7 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         fields = [
-            {
-                "field": field_name(error["loc"]),
-                "message": error["msg"],
-            }
+            {"field": field_name(error["loc"]), "message": message_of(error)}
             for error in exc.errors()
         ]
         detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)

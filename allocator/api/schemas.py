@@ -6,15 +6,17 @@ rather than these models; the models are what the schema promises those document
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from allocator.domain.address import Family
+from allocator.domain.address import Family, parse_address, parse_network
+from allocator.domain.errors import InvalidRequest
 from allocator.domain.metadata import check_metadata
-from allocator.domain.range import MAX_RELEASE_COOLDOWN_SECONDS
+from allocator.domain.range import MAX_RELEASE_COOLDOWN_SECONDS, validate_name
 from allocator.domain.range import NAME_PATTERN as RANGE_NAME
 
 # The shapes of names, addresses and CIDRs, so the schema tells clients (and generators of test
@@ -25,6 +27,30 @@ CIDR_PATTERN = r"^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 """Owners and names looked up (not created) in queries and paths: no control characters, which
 no stored owner or name has and Postgres text cannot always hold (NUL)."""
+
+
+_SHAPE_CHECKS: dict[str, Callable[[str], object]] = {
+    NAME_PATTERN: validate_name,
+    ADDRESS_PATTERN: parse_address,
+    CIDR_PATTERN: parse_network,
+}
+
+
+def shape_refusal(pattern: str, value: str) -> str | None:
+    """Return what is wrong with ``value``, which does not match ``pattern``, in the domain's
+    words (``'10.96.0.0/x' is not a CIDR``) rather than the expression's; None for a pattern of
+    another kind."""
+    if pattern == TEXT_PATTERN:
+        return "must not contain control characters"
+    check = _SHAPE_CHECKS.get(pattern)
+    if check is None:
+        return None
+    try:
+        check(value)
+    except InvalidRequest as refused:
+        return refused.detail
+    return None
+
 
 CREATED_AT = "2026-11-25T10:00:00Z"
 RANGE_EXAMPLE: dict[str, Any] = {

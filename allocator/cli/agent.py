@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from allocator.cli.credentials import CaFileOption, TokenFileOption, use_credentials
 from allocator.cli.remote import DEFAULT_SERVER, ServerOption
 
 
@@ -29,15 +28,12 @@ def agent(
     ] = None,
     report_seconds: Annotated[float, typer.Option(min=0.1, help="Log the lag this often.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    token_file: TokenFileOption = None,
-    ca_file: CaFileOption = None,
 ) -> None:
     """Keep this node's nftables in step with the feed: allocated VIPs, DNAT of VIP ports to
     the endpoints named in the metadata, and a fast reject for unallocated range addresses."""
     from allocator.agent.nft import Scheduler
     from allocator.agent.reconciler import Agent, AgentOptions, nft_apply, print_script
 
-    use_credentials(token_file=token_file, ca_file=ca_file)
     if scheduler not in ("random", "rr"):
         raise typer.BadParameter("--scheduler is random or rr")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -8,10 +8,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from allocator.cli.output import FamilyOption, Format, OutputOption, emit
-from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.cli.output import FamilyOption, Format, OutputOption, emit, table
+from allocator.cli.remote import DEFAULT_SERVER, RemoteCommands, ServerOption, connected
 
-app = typer.Typer(help="Allocations: who holds what.", no_args_is_help=True)
+app = RemoteCommands(help="Allocations: who holds what.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -30,17 +30,14 @@ def list_allocations(
             )
         )
 
-    def table() -> Table | Text:
+    def view() -> Table | Text:
         if not items:
             return Text("no allocations")
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in ("IP", "OWNER", "RANGE", "FAMILY", "SINCE"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("REVISION", justify="right")
+        drawn = table("IP", "OWNER", "RANGE", "FAMILY", "SINCE", "REVISION>")
         for a in items:
-            table.add_row(
+            drawn.add_row(
                 a["ip"], a["owner"], a["range"], a["family"], a["created_at"], str(a["revision"])
             )
-        return table
+        return drawn
 
-    emit({"items": items}, output, table)
+    emit({"items": items}, output, view)

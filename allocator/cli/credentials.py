@@ -8,9 +8,12 @@ is made.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,3 +56,35 @@ def use_credentials(
         os.environ[TOKEN_ENV] = token
     if ca_file is not None:
         os.environ[CA_FILE_ENV] = str(ca_file)
+
+
+_CREDENTIALS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+    for name, option in (
+        ("token", TokenOption),
+        ("token_file", TokenFileOption),
+        ("ca_file", CaFileOption),
+    )
+]
+
+
+def with_credentials(command: Callable[..., None]) -> Callable[..., None]:
+    """Return ``command`` taking ``--token``, ``--token-file`` and ``--ca-file`` too, so that they
+    can follow the command as well as precede it (``allocator ranges list --token T``)."""
+
+    @functools.wraps(command)
+    def run(
+        *args: Any,
+        token: str | None = None,
+        token_file: Path | None = None,
+        ca_file: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        use_credentials(token, token_file, ca_file)
+        command(*args, **kwargs)
+
+    signature = inspect.signature(command, eval_str=True)
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *_CREDENTIALS]
+    )
+    return run

@@ -8,15 +8,17 @@ import orjson
 import typer
 from rich.table import Table
 
-from allocator.cli.output import FamilyName, Format, OutputOption, emit
-from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.cli.output import FamilyName, Format, OutputOption, emit, table
+from allocator.cli.remote import DEFAULT_SERVER, RemoteCommands, ServerOption, connected
 from allocator.client import AllocatorClient, ProblemError
 from allocator.client.models import Allocation
 from allocator.domain.address import family_of, parse_address, parse_network
 from allocator.domain.errors import InvalidRequest, IPNotInRange
 from allocator.domain.range import ServiceRange
 
-app = typer.Typer(help="One address: show who holds it, allocate, release.", no_args_is_help=True)
+app = RemoteCommands(
+    help="One address: show who holds it, allocate, release.", no_args_is_help=True
+)
 
 IP = Annotated[str, typer.Argument(help="An IPv4 or IPv6 address.")]
 
@@ -47,7 +49,7 @@ def place(api: AllocatorClient, ip: str) -> dict[str, Any]:
 def key_values(rows: list[tuple[str, str]]) -> Table:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+    table.add_column(overflow="fold")
     for key, value in rows:
         table.add_row(key, value)
     return table
@@ -127,7 +129,10 @@ def allocate(
     range_name: Annotated[str | None, typer.Option("--range", help="From this range.")] = None,
     family: Annotated[
         list[FamilyName] | None,
-        typer.Option(help="IPv4 or IPv6; both (--family IPv4 --family IPv6): a dual-stack pair."),
+        typer.Option(
+            case_sensitive=False,
+            help="IPv4 or IPv6 (in any case); both (--family IPv4 --family IPv6): a dual-stack pair.",
+        ),
     ] = None,
     metadata: Annotated[str | None, typer.Option(help="A JSON object kept with it.")] = None,
     server: ServerOption = DEFAULT_SERVER,
@@ -159,12 +164,10 @@ def allocate(
 
 
 def allocations_table(allocations: list[Allocation]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("IP", "FAMILY", "RANGE", "OWNER", "REVISION"):
-        table.add_column(column, no_wrap=True)
+    drawn = table("IP", "FAMILY", "RANGE", "OWNER", "REVISION>")
     for a in allocations:
-        table.add_row(a["ip"], a["family"], a["range"], a["owner"], str(a["revision"]))
-    return table
+        drawn.add_row(a["ip"], a["family"], a["range"], a["owner"], str(a["revision"]))
+    return drawn
 
 
 @app.command("release")

@@ -10,8 +10,15 @@ from typing import Annotated
 import typer
 
 from allocator.cli import agent, allocations, ip, ranges, token, verify, watch
-from allocator.cli.credentials import CaFileOption, TokenFileOption, TokenOption, use_credentials
+from allocator.cli.credentials import (
+    CaFileOption,
+    TokenFileOption,
+    TokenOption,
+    use_credentials,
+    with_credentials,
+)
 from allocator.cli.database import database as _database
+from allocator.cli.remote import SERVER_ENV, server_url
 from allocator.cli.security import check_exposure, tls_options
 from allocator.settings import Settings
 from allocator.store.database import create_engine
@@ -19,16 +26,30 @@ from allocator.store.database import create_engine
 app = typer.Typer(help="The ClusterIP allocator.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.command("watch")(watch.watch)
-app.command("agent")(agent.agent)
+app.command("watch")(with_credentials(watch.watch))
+app.command("agent")(with_credentials(agent.agent))
 app.add_typer(token.app, name="token")
 
 
 @app.callback()
-def credentials(
-    token: TokenOption = None, token_file: TokenFileOption = None, ca_file: CaFileOption = None
+def connection(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            callback=server_url,
+            help="Base URL of the allocator, for every command that calls it (default: "
+            "ALLOCATOR_URL, else http://127.0.0.1:8080; --server after the command wins).",
+            show_default=False,
+        ),
+    ] = None,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    ca_file: CaFileOption = None,
 ) -> None:
     """The ClusterIP allocator."""
+    if server is not None:
+        os.environ[SERVER_ENV] = server  # the default of each command's own --server
     use_credentials(token, token_file, ca_file)
 
 

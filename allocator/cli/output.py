@@ -11,7 +11,8 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 import yaml
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 EXIT_REFUSED = 1
@@ -31,31 +32,69 @@ class FamilyName(enum.StrEnum):
     IPV6 = "IPv6"
 
 
-FamilyOption = Annotated[FamilyName | None, typer.Option(help="IPv4 or IPv6.")]
+FamilyOption = Annotated[
+    FamilyName | None, typer.Option(case_sensitive=False, help="IPv4 or IPv6 (in any case).")
+]
 
 OutputOption = Annotated[
     Format, typer.Option("-o", "--output", help="table for people; json or yaml for scripts.")
 ]
 
 
+PIPED_WIDTH = 100_000
+"""The width of output that goes to a file or a pipe: as wide as its longest line."""
+
+
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """The console of tables: in a terminal as wide as the terminal; piped, never narrower than
+    what it prints. Values are printed as they are (no markup, no ``:emoji:`` codes: an IPv6
+    address such as ``fd00:1234::`` holds one)."""
+    options: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
+    console = Console(soft_wrap=False, **options)
+    if console.is_terminal:
+        return console
+    return Console(soft_wrap=False, width=PIPED_WIDTH, **options)
 
 
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
-def emit(document: Any, output: Format, table: Callable[[], RenderableType | None]) -> None:
-    """Print ``document`` as JSON or YAML, or ``table()`` when the output is a table."""
+def table(*columns: str) -> Table:
+    """Return a table with these headers; a header ending in ``>`` is right-aligned (a count)
+    and an empty one is decorative (a bar), the first thing to go when the table is too wide.
+    No cell is ever cut: what does not fit wraps."""
+    drawn = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        right = column.endswith(">")
+        drawn.add_column(column.rstrip(">"), justify="right" if right else "left", overflow="fold")
+    return drawn
+
+
+def fit(renderable: RenderableType, console: Console) -> RenderableType:
+    """Drop the decorative columns of the tables in ``renderable`` wider than the console."""
+    parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
+    unbounded = console.options.update_width(PIPED_WIDTH)
+    for part in parts:
+        if (
+            isinstance(part, Table)
+            and console.measure(part, options=unbounded).maximum > console.width
+        ):
+            part.columns = [column for column in part.columns if column.header != ""]
+    return renderable
+
+
+def emit(document: Any, output: Format, view: Callable[[], RenderableType | None]) -> None:
+    """Print ``document`` as JSON or YAML, or ``view()`` when the output is a table."""
     if output is Format.JSON:
         typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     elif output is Format.YAML:
         typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
     else:
-        renderable = table()
+        renderable = view()
         if renderable is not None:
-            stdout().print(renderable)
+            console = stdout()
+            console.print(fit(renderable, console))
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:

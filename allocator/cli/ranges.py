@@ -9,11 +9,20 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from allocator.cli.output import Format, OutputOption, bar, count, emit, fill_style, percent
-from allocator.cli.remote import DEFAULT_SERVER, ServerOption, connected
+from allocator.cli.output import (
+    Format,
+    OutputOption,
+    bar,
+    count,
+    emit,
+    fill_style,
+    percent,
+    table,
+)
+from allocator.cli.remote import DEFAULT_SERVER, RemoteCommands, ServerOption, connected
 from allocator.client.models import CellUsage, Occupancy, Range
 
-app = typer.Typer(help="Ranges: how they are used, and where.", no_args_is_help=True)
+app = RemoteCommands(help="Ranges: how they are used, and where.", no_args_is_help=True)
 
 MAP_COLUMNS = 64
 MAP_CELLS = 512
@@ -23,14 +32,20 @@ Name = Annotated[str, typer.Argument(help="The range's name.")]
 
 
 def ranges_table(items: list[Range]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "CIDR", "FAMILY"):
-        table.add_column(column, no_wrap=True)
-    for column in ("SIZE", "ALLOCATED", "COOLING", "FREE", "USE", "COOL-DOWN"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
+    drawn = table(
+        "NAME",
+        "CIDR",
+        "FAMILY",
+        "SIZE>",
+        "ALLOCATED>",
+        "COOLING>",
+        "FREE>",
+        "USE>",
+        "COOL-DOWN>",
+        "",
+    )
     for r in items:
-        table.add_row(
+        drawn.add_row(
             r["name"],
             r["cidr"],
             r["family"],
@@ -42,7 +57,7 @@ def ranges_table(items: list[Range]) -> Table:
             cooldown(r),
             bar(r["allocated"], r["size"]),
         )
-    return table
+    return drawn
 
 
 def cooldown(r: Range) -> str:
@@ -124,12 +139,7 @@ def occupancy_view(occupancy: Occupancy) -> RenderableType:
         f"   cooling {count(r['cooling'])}   free {count(r['free'])}"
         f"   use {percent(r['allocated'], r['size'])}   cool-down {cooldown(r)}"
     )
-    bands = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("BAND", "FIRST", "LAST"):
-        bands.add_column(column, no_wrap=True)
-    for column in ("SIZE", "USED", "USE"):
-        bands.add_column(column, justify="right", no_wrap=True)
-    bands.add_column("", no_wrap=True)
+    bands = table("BAND", "FIRST", "LAST", "SIZE>", "USED>", "USE>", "")
     for band in occupancy["bands"]:
         bands.add_row(
             band["band"],

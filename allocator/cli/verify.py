@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from allocator.cli.database import database
+from allocator.cli.database import database, require_schema
 from allocator.cli.output import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
@@ -49,7 +49,7 @@ def verify(
     remains wrong (with --repair: what could not be repaired), 0 when all is consistent.
     """
     settings = Settings()
-    url, embedded = database(settings)
+    url, embedded = database(settings, create=False)
     console = stderr()
     with Progress(
         TextColumn("{task.description}"),
@@ -70,6 +70,7 @@ def verify(
         async def check() -> Report:
             engine = create_engine(url, settings)
             try:
+                await require_schema(engine, settings)
                 return await verify_store(engine, repair=repair, progress=advance)
             finally:
                 await engine.dispose()

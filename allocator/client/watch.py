@@ -16,13 +16,14 @@ order and keep ``state``, the ranges and allocations the events describe:
   exponential backoff and jitter and resumes after the last revision seen (bookmarks advance it);
 - a 410 (the revisions it needs were compacted, or lost in a failover of the database): it lists
   again, and the next ``initial_end`` bookmark replaces ``state`` (so entries that vanished
-  meanwhile go too). It resumes with the ``epoch`` of the last bookmark, so a server whose
+  meanwhile go too); with ``relist=False`` it raises ProblemError instead. It resumes with the ``epoch`` of the last bookmark, so a server whose
   database lost revisions this watch received refuses the resume instead of serving other
   events under the same numbers.
 
 A consumer that keeps its own copy refreshes it from ``state`` whenever it sees a BOOKMARK with
 ``initial_end``, and otherwise applies the events one by one. Refusals that retrying cannot cure
-(a 4xx other than 410/429, such as a 401) raise ProblemError.
+(a 4xx other than 410/429, such as a 401) raise ProblemError. ``on_retry`` is called with the
+reason of each reconnection that follows a failure (a connection refused, a 503, ...).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar
@@ -107,7 +108,12 @@ class Backoff:
 
 
 class Reconnect(Exception):
-    """The stream ended abnormally: connect again (after a backoff)."""
+    """The stream ended abnormally: connect again (after a backoff); ``relisting`` when the next
+    connection lists everything again, since the server cannot resume."""
+
+    def __init__(self, reason: str, *, relisting: bool = False) -> None:
+        super().__init__(reason)
+        self.relisting = relisting
 
 
 @dataclass
@@ -118,6 +124,8 @@ class Cursor:
 
     revision: int | None = None
     initial: bool = True
+    relist: bool = True
+    """Whether to list again when the server cannot resume (a 410); else raise ProblemError."""
     epoch: str | None = None
     """The epoch of the last bookmark: the history ``revision`` belongs to."""
     head_seen: int = 0
@@ -159,25 +167,32 @@ class Cursor:
         Reconnect for what a retry may cure, ProblemError for what it cannot."""
         if status == 200:
             return
-        if status == 410:
-            self._list_again()
-            raise Reconnect("410: list again")
         if status in (408, 429) or status >= 500:
             raise Reconnect(f"HTTP {status}")
         try:
             problem = orjson.loads(body)
         except orjson.JSONDecodeError:
             problem = {"detail": body[:500].decode(errors="replace")}
-        raise ProblemError(status, problem if isinstance(problem, dict) else {})
+        refused = ProblemError(status, problem if isinstance(problem, dict) else {})
+        if status == 410 and self.relist:
+            self._list_again()
+            raise Reconnect(f"{refused}; listing everything again", relisting=True)
+        raise refused
 
     def apply(self, event: Event) -> None:
         """Take one event into the state. Raises Reconnect for an ERROR event."""
         kind, revision = event["type"], event["revision"]
         self.head_seen = max(self.head_seen, revision)
         if kind == "ERROR":
-            if event.get("problem", {}).get("type") == "revision-unknown":
-                self._list_again()  # the history changed under the watch
-            raise Reconnect(f"ERROR event: {event.get('problem')}")
+            problem = event.get("problem", {})
+            if problem.get("type") == "revision-unknown":  # the history changed under the watch
+                if not self.relist:
+                    raise ProblemError(410, problem)
+                self._list_again()
+                raise Reconnect(
+                    f"{problem.get('detail')}; listing everything again", relisting=True
+                )
+            raise Reconnect(f"ERROR event: {problem}")
         if kind == "BOOKMARK" and "epoch" in event:
             self.epoch = event["epoch"]
         if self._listing is not None:
@@ -228,7 +243,8 @@ class _Follower(Generic[HttpClient]):
     ``verify``, by default from ``ALLOCATOR_TOKEN`` and ``ALLOCATOR_CA_FILE``) or an httpx client.
     ``since``: resume after that revision instead of listing; ``initial=False`` (without
     ``since``): start with the live events at the server's head; ``cursor``: carry on from
-    another watch's position and state (for instance on another replica).
+    another watch's position and state (for instance on another replica); ``relist`` and
+    ``on_retry``: see the module.
     """
 
     _client_class: type[HttpClient]
@@ -239,8 +255,10 @@ class _Follower(Generic[HttpClient]):
         *,
         since: int | None = None,
         initial: bool = True,
+        relist: bool = True,
         cursor: Cursor | None = None,
         backoff: Backoff | None = None,
+        on_retry: Callable[[Exception], None] | None = None,
         read_timeout: float = READ_TIMEOUT,
         token: str | None = None,
         verify: Verify = None,
@@ -251,8 +269,9 @@ class _Follower(Generic[HttpClient]):
             if isinstance(server, str)
             else server
         )
-        self.cursor = cursor or Cursor(revision=since, initial=initial)
+        self.cursor = cursor or Cursor(revision=since, initial=initial, relist=relist)
         self._backoff = backoff or Backoff()
+        self._on_retry = on_retry
         self._timeout = httpx.Timeout(10.0, read=read_timeout)
         self._lock = threading.Lock()
 
@@ -265,6 +284,10 @@ class _Follower(Generic[HttpClient]):
         """A copy of the state, safe to read from any thread while the watch goes on."""
         with self._lock:
             return self.cursor.snapshot()
+
+    def _retrying(self, reason: Exception) -> None:
+        if self._on_retry is not None:
+            self._on_retry(reason)
 
 
 class Watch(_Follower[httpx.Client]):
@@ -293,8 +316,8 @@ class Watch(_Follower[httpx.Client]):
                                 self.cursor.apply(event)
                             self._backoff.reset()
                             yield event
-            except (Reconnect, httpx.TransportError):
-                pass
+            except (Reconnect, httpx.TransportError) as reason:
+                self._retrying(reason)
             time.sleep(self._backoff.next_delay())
 
 
@@ -323,6 +346,6 @@ class AsyncWatch(_Follower[httpx.AsyncClient]):
                             self.cursor.apply(event)
                             self._backoff.reset()
                             yield event
-            except (Reconnect, httpx.TransportError):
-                pass
+            except (Reconnect, httpx.TransportError) as reason:
+                self._retrying(reason)
             await asyncio.sleep(self._backoff.next_delay())

@@ -49,9 +49,11 @@ def parse_network(text: str, *, field: str = "cidr") -> netaddr.IPNetwork:
         raise InvalidRequest(f"{text!r} is not a CIDR (expected ADDRESS/PREFIX)", field=field)
     ip = parse_address(address, field=field)
     prefix_len = int(length)
-    if prefix_len > Family.of_version(ip.version).bits:
+    family = Family.of_version(ip.version)
+    if prefix_len > family.bits:
         raise InvalidRequest(
-            f"prefix length /{prefix_len} is too long for {ip.version}", field=field
+            f"prefix length /{prefix_len} is too long for {family} (at most /{family.bits})",
+            field=field,
         )
     network = netaddr.IPNetwork((int(ip), prefix_len), version=ip.version)
     if network.network != ip:

@@ -96,6 +96,13 @@ class DatabaseUrl:
             for h, p in zip(self.hosts, self.ports, strict=True)
         )
 
+    @property
+    def where(self) -> str:
+        """The database and its hosts as people name them (for messages): ``database allocator
+        on db1:5432``."""
+        name = urllib.parse.unquote(urllib.parse.urlsplit(self.dsn).path.lstrip("/"))
+        return f"database {name or '(the default)'} on {self.address}"
+
     def with_database(self, name: str) -> DatabaseUrl:
         """Return this URL naming database ``name`` instead (a fresh database on one server)."""
         parts = urllib.parse.urlsplit(self.dsn)

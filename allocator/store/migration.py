@@ -6,7 +6,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,8 +26,15 @@ def newest_revision() -> str | None:
 
 
 def current_revision(connection: Connection) -> str | None:
-    """Return the migration revision the database is at (None before the first)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """Return the migration revision the database is at (None before the first).
+
+    Read from Alembic's version table itself: a MigrationContext would log two lines at each
+    readiness probe.
+    """
+    if connection.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is None:
+        return None
+    revision = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return None if revision is None else str(revision)
 
 
 async def upgrade(engine: AsyncEngine) -> None:

@@ -90,6 +90,34 @@ async def test_ipv4_mapped_ipv6_is_not_an_ipv4_address(ranged: httpx.AsyncClient
 async def test_malformed_cidrs_are_422(ranged: httpx.AsyncClient, cidr: str) -> None:
     response = await ranged.post("/v1/ranges", json={"name": "x", "cidr": cidr})
     assert_problem(response, 422, "invalid-request")
+    assert "pattern" not in response.json()["detail"], "say what is wrong, not the expression"
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            {"name": "x", "cidr": "10.96.0.0/x"},
+            "cidr: '10.96.0.0/x' is not a CIDR (expected ADDRESS/PREFIX)",
+        ),
+        (
+            {"name": "x", "cidr": "10.96.0.0"},
+            "cidr: '10.96.0.0' is not a CIDR (expected ADDRESS/PREFIX)",
+        ),
+        ({"owner": "a", "ip": "10.96.0.1/32"}, "ip: '10.96.0.1/32' is not a valid IP address"),
+        (
+            {"name": "X_1", "cidr": "10.97.0.0/24"},
+            "name: range name 'X_1' must be 1-63 characters of [a-z0-9-], starting and ending with a letter or digit",
+        ),
+    ],
+)
+async def test_a_value_of_the_wrong_shape_is_named_for_what_it_is_not(
+    ranged: httpx.AsyncClient, body: dict[str, str], detail: str
+) -> None:
+    path = "/v1/allocations" if "owner" in body else "/v1/ranges"
+    response = await ranged.post(path, json=body)
+    assert_problem(response, 422, "invalid-request")
+    assert response.json()["detail"] == detail
 
 
 @pytest.mark.parametrize(

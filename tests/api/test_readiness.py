@@ -3,9 +3,11 @@
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -106,3 +108,12 @@ async def test_not_ready_while_the_schema_is_behind_the_newest_migration(
                 await other.dispose()
     finally:
         await asyncio.to_thread(database.__exit__, None, None, None)
+
+
+async def test_a_probe_logs_nothing(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe every few seconds must not fill the log: only migrations that run are logged."""
+    caplog.set_level(logging.DEBUG)
+    assert (await client.get("/readyz")).status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []

@@ -3,6 +3,7 @@ server process, and ``verify`` against the database."""
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from allocator.cli.main import app
+from allocator.store.dsn import DatabaseUrl
+from tests.database import fresh_database
 from tests.e2e.server import free_port, running_server
 
 
@@ -188,6 +191,51 @@ def test_open_watch_streams_are_counted(server: str) -> None:
         assert stream.status_code == 200
         eventually("allocator_watchers 1.0")
     eventually("allocator_watchers 0.0")
+
+
+LONG_NAME = "a-range-whose-name-is-long-enough-to-overflow-any-table-cell"
+OWNER = "kube-system/a-service-whose-name-a-person-copies-whole"
+
+
+def test_tables_are_never_cut(server: str) -> None:
+    """Names, CIDRs, addresses and counts come out whole however narrow the output: piped, the
+    lines are as long as they need; in a narrow terminal the bars go and the rest wraps."""
+
+    def cli(*args: str, **env: str) -> str:
+        result = run(*args, "--server", server, **{"COLUMNS": "60", **env})
+        assert result.exit_code == 0, result.output
+        return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+
+    cli("ranges", "create", "default-ipv4", "10.96.0.0/12")
+    cli("ranges", "create", LONG_NAME, "fd00:10:96:1234::/64")
+    cli("ip", "allocate", "--owner", OWNER, "--ip", "10.96.0.10")
+    values = [LONG_NAME, "fd00:10:96:1234::/64", "default-ipv4", "10.96.0.0/12", "1,048,574"]
+    piped = cli("ranges", "list")
+    for value in values:
+        assert value in piped, piped
+    assert "…" not in piped
+    listed = cli("allocations", "list")
+    assert OWNER in listed and "10.96.0.10" in listed and "…" not in listed
+    shown = cli("ranges", "show", "default-ipv4")
+    assert "10.111.255.254" in shown and "1,048,318" in shown, shown
+    assert OWNER in cli("ip", "show", "10.96.0.10")
+
+    narrow = cli("ranges", "list", TTY_COMPATIBLE="1")
+    assert "…" not in narrow and "·" not in narrow, "no value is cut; the bars went first"
+    wide = cli("ranges", "list", TTY_COMPATIBLE="1", COLUMNS="200")
+    assert "·" in wide, "a wide terminal has the bars"
+    for value in values:
+        assert value in wide
+
+
+def test_verify_of_a_database_without_the_schema_is_one_line() -> None:
+    with fresh_database() as url:
+        verified = run("verify", ALLOCATOR_DATABASE_URL=url)
+    assert verified.exit_code == 3, verified.output
+    database = DatabaseUrl.parse(url)
+    assert verified.stderr.strip().splitlines() == [
+        f"error: no allocator schema in {database.where}: run `allocator db upgrade` first"
+    ]
 
 
 def test_dual_stack_and_cool_down_from_the_cli(server: str) -> None:

@@ -57,6 +57,15 @@ def test_malformed_cidrs_are_refused(text: str) -> None:
         parse_network(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "family", "longest"), [("10.96.0.0/33", "IPv4", 32), ("::/129", "IPv6", 128)]
+)
+def test_a_prefix_too_long_names_the_family(text: str, family: str, longest: int) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse_network(text)
+    assert refused.value.detail.endswith(f"is too long for {family} (at most /{longest})")
+
+
 @given(st.integers(0, 2**32 - 1) | st.integers(0, 2**128 - 1))
 def test_canonical_text_parses_back_to_the_same_address(value: int) -> None:
     ip = netaddr.IPAddress(value, 4 if value < 2**32 else 6)
