@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,7 +47,7 @@ def use_credentials(
     token: str | None = None, token_file: Path | None = None, ca_file: Path | None = None
 ) -> None:
     """Make the given credentials those of every client of this process; raise
-    typer.BadParameter for a token file that cannot be read."""
+    typer.BadParameter for a token file that cannot be read or a CA file that holds no CA."""
     if token_file is not None:
         try:
             token = read_token_file(token_file)
@@ -55,6 +56,10 @@ def use_credentials(
     if token is not None:
         os.environ[TOKEN_ENV] = token
     if ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise typer.BadParameter(f"--ca-file: {ca_file}: {exc}") from exc
         os.environ[CA_FILE_ENV] = str(ca_file)
 
 

@@ -4,6 +4,8 @@ A command that parses its options goes on to call the server: at a closed port t
 (unreachable), while an option it refuses is exit 2 (usage).
 """
 
+from pathlib import Path
+
 import certifi
 import pytest
 from click.testing import Result
@@ -60,3 +62,11 @@ def test_the_server_after_the_command_wins_over_the_one_before() -> None:
     other = f"http://127.0.0.1:{free_port()}"
     listed = run("--server", other, "ranges", "list", "--server", CLOSED)
     assert f"cannot reach the allocator at {CLOSED}" in listed.stderr
+
+
+def test_a_ca_file_that_holds_no_certificate_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "ca.pem"
+    empty.write_text("not a certificate\n")
+    listed = run("ranges", "list", "--ca-file", str(empty), "--server", CLOSED)
+    assert listed.exit_code == 2, listed.output
+    assert "--ca-file" in listed.stderr and "Traceback" not in listed.output
