@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
                 keep_ending(engine, settings.cooldown_sweep_seconds), name="cool-downs"
             )
             try:
-                async with running_feed(app, engine, url, settings):
+                async with running_feed(app, engine, pool, url, settings):
                     yield
             finally:
                 cooldowns.cancel()

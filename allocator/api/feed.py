@@ -8,12 +8,14 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.api.problems import document_of
 from allocator.service.feed.retention import RetentionPolicy, keep_compacting
+from allocator.service.feed.shared_reads import SharedReads
 from allocator.service.feed.tailer import Tailer
 from allocator.service.feed.watch import WatchOptions
 from allocator.settings import Settings
@@ -25,10 +27,17 @@ START_TIMEOUT = 30.0
 
 @contextlib.asynccontextmanager
 async def running_feed(
-    app: FastAPI, engine: AsyncEngine, url: str, settings: Settings
+    app: FastAPI, engine: AsyncEngine, pool: Any, url: str, settings: Settings
 ) -> AsyncIterator[None]:
-    """Run the tailer (with its LISTEN connection to ``url``) and retention while the app serves."""
-    tailer = Tailer(engine, poll_interval=settings.feed_poll_interval, window=settings.feed_window)
+    """Run the tailer (reading on the asyncpg ``pool``, with its LISTEN connection to ``url``)
+    and retention while the app serves."""
+    tailer = Tailer(
+        pool,
+        acquire_timeout=settings.pool_timeout,
+        poll_interval=settings.feed_poll_interval,
+        window=settings.feed_window,
+        bookmark_seconds=settings.watch_bookmark_seconds,
+    )
     listener = Listener(connector(url, settings, APPLICATION_NAME), tailer.wake)
     policy = RetentionPolicy(
         keep_seconds=settings.event_retention_seconds,
@@ -44,11 +53,11 @@ async def running_feed(
         ),
     ]
     app.state.tailer = tailer
+    app.state.shared_reads = SharedReads(tailer)
     app.state.listener = listener
     app.state.metrics.listener_up.set_function(lambda: int(listener.connected))
     app.state.watch_options = WatchOptions(
         queue=settings.watch_queue,
-        bookmark_seconds=settings.watch_bookmark_seconds,
         timeout_seconds=settings.watch_timeout_seconds,
         problem_of=document_of,
     )

@@ -1,8 +1,14 @@
-"""The streaming response of a watch: frames in NDJSON or SSE, and no reader holds us forever.
+"""The streaming response of a watch: batches of frames in NDJSON or SSE, and no reader holds
+us forever.
+
+Each step of the stream is what has accumulated for the watcher, written at once: one write per
+delivery, of bytes joined once for every watcher that gets the same batch.
 
 A client that stops reading fills its socket buffers, after which each write waits. A write that
 waits longer than ``send_timeout`` ends the response (the connection is closed), so a stalled
-reader holds neither its subscription nor a task; its client reconnects and resumes.
+reader holds neither its subscription nor a task; its client reconnects and resumes. One timer
+per stream checks that, every ``send_timeout / 2`` (a write waits at most 1.5 times as long):
+not one per write.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from allocator.service.feed.frame import NDJSON, SSE, Frame, Wire
+from allocator.service.feed.frame import NDJSON, SSE, Batch, Wire
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +29,19 @@ log = logging.getLogger(__name__)
 class FeedResponse(StreamingResponse):
     def __init__(
         self,
-        stream: AsyncGenerator[list[Frame]],
+        stream: AsyncGenerator[list[Batch]],
         wire: Wire,
         send_timeout: float,
         on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self._stream = stream
+        self._wire: Wire = wire
         self._send_timeout = send_timeout
         self._on_close = on_close
-        self._chunks = (b"".join(frame.on(wire) for frame in frames) async for frames in stream)
+        self._writing_since: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         super().__init__(
-            self._chunks,
+            (),  # the stream is written by stream_response below
             media_type=NDJSON if wire == "ndjson" else SSE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -42,23 +50,44 @@ class FeedResponse(StreamingResponse):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
+        loop = asyncio.get_running_loop()
+        wire = self._wire
         try:
-            async for chunk in self.body_iterator:
-                message = {"type": "http.response.body", "body": chunk, "more_body": True}
+            async with asyncio.timeout(None) as stalled:
+                self._watchdog = loop.call_later(self._send_timeout / 2, self._check, stalled)
                 try:
-                    async with asyncio.timeout(self._send_timeout):
-                        await send(message)
-                except TimeoutError:
-                    # Returning without the last message makes the server close the connection.
-                    log.info("a watcher read nothing for %.0f s: dropped", self._send_timeout)
-                    return
+                    async for taken in self._stream:
+                        body = (
+                            taken[0].on(wire)
+                            if len(taken) == 1
+                            else b"".join(batch.on(wire) for batch in taken)
+                        )
+                        self._writing_since = loop.time()
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                        self._writing_since = None
+                finally:
+                    if self._watchdog is not None:
+                        self._watchdog.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            if not stalled.expired():
+                raise
+            # Returning without the last message makes the server close the connection.
+            log.info("a watcher read nothing for %.0f s: dropped", self._send_timeout)
         finally:
-            # Release the subscription (or the snapshot's transaction) now, not at collection;
-            # shielded, because a client that went away cancels this task.
+            # Release the subscription (or the list) now, not at collection; shielded, because a
+            # client that went away cancels this task.
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._chunks.aclose()
                     await self._stream.aclose()
                 finally:
                     self._on_close()
+
+    def _check(self, stalled: asyncio.Timeout) -> None:
+        """Expire ``stalled`` (which ends the response) once a write has waited too long."""
+        loop = asyncio.get_running_loop()
+        since = self._writing_since
+        if since is not None and loop.time() - since >= self._send_timeout:
+            stalled.reschedule(loop.time())
+            return
+        self._watchdog = loop.call_later(self._send_timeout / 2, self._check, stalled)

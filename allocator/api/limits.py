@@ -136,9 +136,11 @@ class WatchLease:
         self.release()
 
 
-def watch_lease(request: Request) -> WatchLease:
+async def watch_lease(request: Request) -> WatchLease:
     """The dependency of a watch route: a slot for the request's principal (set by the auth
-    dependency, which must run first), or 429. The route must release it when its stream ends."""
+    dependency, which must run first), or 429. The route must release it when its stream ends.
+    Async, though it never waits: a plain function would run in a worker thread, a thread hop
+    per watch (which counts when thousands reconnect at once)."""
     limiter: WatchLimiter = request.app.state.watch_limiter
     principal: Principal = request.state.principal
     return limiter.lease(principal)

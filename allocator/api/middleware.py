@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,12 +59,14 @@ class RequestLog:
         token = request_id.set(rid)
         status = 500  # unless a response starts: an exception escaped every handler
 
-        async def send_with_id(message: Message) -> None:
+        def send_with_id(message: Message) -> Awaitable[None]:
+            # A plain function handing back the server's awaitable: no coroutine of its own for
+            # each message (a watch stream sends one per delivery).
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (HEADER, rid.encode())]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_with_id)

@@ -125,3 +125,45 @@ async def page(connection: Any, limit: int, **filters: str | None) -> Page:
     return Page(
         row["items"], row["revision"], row["last"] if row["more"] else None, row["range_known"]
     )
+
+
+# One statement, so one snapshot: every range and allocation as its event of the list, and the
+# log's bounds they are the state at.
+_LISTING = f"""
+SELECT h.revision AS head, h.compacted, ep.timeline, h.epoch,
+       ARRAY(
+           SELECT json_build_object('type', 'RANGE_ADDED', 'revision', h.revision,
+                                    'range', range_json(r))::text
+           FROM ip_range r ORDER BY r.name
+       ) AS ranges,
+       ARRAY(
+           SELECT json_build_object('type', 'ALLOCATED', 'revision', h.revision,
+                                    'allocation', {_ALLOCATION_JSON})::text
+           FROM allocation a JOIN ip_range r ON r.id = a.range_id ORDER BY a.ip
+       ) AS allocations
+FROM log_head h
+JOIN log_epoch ep ON ep.epoch = h.epoch
+WHERE h.id = 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The events of a list (``initial=true``) as JSON text: a ``RANGE_ADDED`` per range by
+    name, an ``ALLOCATED`` per allocation by address, all at revision ``head``."""
+
+    head: int
+    compacted: int
+    timeline: int
+    epoch: Any
+    ranges: list[str]
+    allocations: list[str]
+
+
+async def listing(connection: Any) -> Listing:
+    """Return the whole state and the log's bounds it is at (one statement: one snapshot)."""
+    row = await connection.fetchrow(_LISTING)
+    return Listing(
+        row["head"], row["compacted"], row["timeline"], row["epoch"], row["ranges"],
+        row["allocations"],
+    )  # fmt: skip

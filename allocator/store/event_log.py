@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -93,13 +95,17 @@ class Epoch:
     first_revision: int
 
 
-_EPOCHS = text("SELECT timeline, epoch, first_revision FROM log_epoch ORDER BY first_revision")
+_EPOCHS_SQL = "SELECT timeline, epoch, first_revision FROM log_epoch ORDER BY first_revision"
+_EPOCHS = text(_EPOCHS_SQL)
 
 
 async def history(connection: AsyncConnection) -> list[Epoch]:
     """Return the epochs of the log's history, oldest first (a handful over a lifetime)."""
-    rows = (await connection.execute(_EPOCHS)).all()
-    return [Epoch(epoch_name(row.timeline, row.epoch), row.first_revision) for row in rows]
+    return _epochs((await connection.execute(_EPOCHS)).mappings().all())
+
+
+def _epochs(rows: Sequence[Any]) -> list[Epoch]:
+    return [Epoch(epoch_name(row["timeline"], row["epoch"]), row["first_revision"]) for row in rows]
 
 
 def shared_until(epochs: list[Epoch], epoch: str) -> int | None:
@@ -124,22 +130,33 @@ class LogRow:
 # One statement, so one snapshot: the bounds and the rows agree. The rows visible to any snapshot
 # are exactly the revisions up to the head it sees (see the module docstring), so reading
 # ``revision > after`` in order never skips an event that commits later.
-_READ_AFTER = text(
-    """
+_READ_AFTER_SQL = """
     SELECT h.revision AS head, h.compacted, ep.timeline, h.epoch, e.revision, e.payload
     FROM log_head h
     JOIN log_epoch ep ON ep.epoch = h.epoch
     LEFT JOIN LATERAL (
         SELECT revision, CAST(payload AS text) AS payload
         FROM event
-        WHERE revision > :after
+        WHERE revision > {after}
         ORDER BY revision
-        LIMIT :limit
+        LIMIT {limit}
     ) e ON TRUE
     WHERE h.id = 1
     ORDER BY e.revision
-    """
-)
+"""
+_READ_AFTER = text(_READ_AFTER_SQL.format(after=":after", limit=":limit"))
+_TAIL = _READ_AFTER_SQL.format(after="$1", limit="$2")
+
+
+def _bounds_and_rows(result: Sequence[Any]) -> tuple[Bounds, list[LogRow]]:
+    first = result[0]
+    bounds = Bounds(
+        first["head"], first["compacted"], epoch_name(first["timeline"], first["epoch"])
+    )
+    rows = [
+        LogRow(row["revision"], row["payload"]) for row in result if row["revision"] is not None
+    ]
+    return bounds, rows
 
 
 async def read_after(
@@ -150,10 +167,19 @@ async def read_after(
     When ``after`` is below ``compacted`` the rows do not start at ``after + 1``: callers check
     the bounds first.
     """
-    result = (await connection.execute(_READ_AFTER, {"after": after, "limit": limit})).all()
-    first = result[0]
-    bounds = Bounds(first.head, first.compacted, epoch_name(first.timeline, first.epoch))
-    return bounds, [LogRow(row.revision, row.payload) for row in result if row.revision is not None]
+    result = (await connection.execute(_READ_AFTER, {"after": after, "limit": limit})).mappings()
+    return _bounds_and_rows(result.all())
+
+
+async def tail(connection: Any, after: int, limit: int) -> tuple[Bounds, list[LogRow]]:
+    """``read_after`` as one statement on an asyncpg connection outside any transaction (no
+    BEGIN or COMMIT to wait for): the read a tailer makes after every commit."""
+    return _bounds_and_rows(await connection.fetch(_TAIL, after, limit))
+
+
+async def tail_history(connection: Any) -> list[Epoch]:
+    """``history`` on an asyncpg connection."""
+    return _epochs(await connection.fetch(_EPOCHS_SQL))
 
 
 _OLDEST = text(

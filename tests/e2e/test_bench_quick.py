@@ -92,7 +92,9 @@ def test_latency_flat_cost_fill_size_and_delivery(results: dict) -> None:
     size = results["database_size"]
     assert size["allocations"] == 2000 and measured(size["bytes_per_allocation"])
     delivery = results["event_delivery"]
-    assert all(measured(delivery[f"p99_ms_{n}"]) for n in (1, 100, 500))
+    assert all(measured(delivery[f"p99_ms_{n}"]) for n in (1, 100, 500)), delivery
+    assert all(measured(delivery[f"cpu_us_{n}"]) for n in (1, 100, 500)), delivery
+    assert measured(delivery["cluster"]["server_cores"]), delivery
 
 
 def test_churn_at_32_connections_on_every_http_path(results: dict) -> None:

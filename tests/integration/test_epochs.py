@@ -8,12 +8,10 @@ tests with real replication are in ``tests/e2e/test_failover.py``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,25 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from allocator.api.problems import document_of
 from allocator.domain.errors import RevisionUnknown
 from allocator.service.feed import events
-from allocator.service.feed.frame import Frame
+from allocator.service.feed.shared_reads import SharedReads
 from allocator.service.feed.tailer import Tailer
 from allocator.service.feed.watch import WatchOptions, open_watch
+from tests.integration.feed import Reader, tailing
 
-OPTIONS = WatchOptions(queue=1000, bookmark_seconds=5, timeout_seconds=60, problem_of=document_of)
-WITHIN = 20.0
-"""Generous: only a broken feed takes this long."""
+OPTIONS = WatchOptions(queue=1000, timeout_seconds=60, problem_of=document_of)
 
 
 @pytest.fixture
-async def tailer(engine: AsyncEngine) -> AsyncIterator[Tailer]:
-    """A tailer that reads the log only when woken (no listener, no polling to speak of), so a
-    test decides when it sees what the database did."""
-    tailer = Tailer(engine, poll_interval=3600, window=1000)
-    task = asyncio.create_task(tailer.run())
-    await tailer.started.wait()
-    yield tailer
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+async def tailer(pool: Any) -> AsyncIterator[Tailer]:
+    async with tailing(pool) as tailer:
+        yield tailer
 
 
 async def allocate(client: httpx.AsyncClient, owner: str) -> int:
@@ -70,30 +61,10 @@ async def promote(engine: AsyncEngine, *, replayed_up_to: int | None = None) -> 
         await connection.execute(text("UPDATE log_head SET timeline = timeline + 1 WHERE id = 1"))
 
 
-class Reader:
-    """The events of one watch stream, read as they come."""
-
-    def __init__(self, stream: AsyncGenerator[list[Frame]]) -> None:
-        self._stream = stream
-        self._pending: list[dict[str, Any]] = []
-
-    async def next(self) -> dict[str, Any]:
-        async with asyncio.timeout(WITHIN):
-            while not self._pending:
-                self._pending = [orjson.loads(f.json) for f in await anext(self._stream)]
-        return self._pending.pop(0)
-
-    async def live(self) -> dict[str, Any]:
-        """Read up to the first bookmark after the stream's backlog; return it."""
-        while (event := await self.next())["type"] != "BOOKMARK":
-            pass
-        return event
-
-
 async def watch(
     engine: AsyncEngine, tailer: Tailer, since: int, epoch: str | None = None
 ) -> Reader:
-    return Reader(await open_watch(engine, tailer, since, epoch, OPTIONS))
+    return Reader(await open_watch(SharedReads(tailer), tailer, since, epoch, OPTIONS))
 
 
 async def test_the_first_write_on_a_new_timeline_starts_an_epoch_where_the_head_was(

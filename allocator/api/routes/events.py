@@ -16,6 +16,7 @@ from allocator.domain import errors
 from allocator.domain.errors import InvalidRequest
 from allocator.service.feed import events
 from allocator.service.feed.frame import SSE, Wire
+from allocator.service.feed.shared_reads import SharedReads
 from allocator.service.feed.tailer import Tailer
 from allocator.service.feed.watch import WatchOptions, open_watch
 
@@ -67,7 +68,6 @@ async def list_events(
 )
 async def watch(
     request: Request,
-    engine: EngineDep,
     lease: WatchLeaseDep,
     since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description=SINCE)] = None,
     epoch: Epoch = None,
@@ -99,6 +99,7 @@ async def watch(
     """
     wire: Wire = "sse" if SSE in request.headers.get("accept", "") else "ndjson"
     tailer: Tailer = request.app.state.tailer
+    reads: SharedReads = request.app.state.shared_reads
     options: WatchOptions = request.app.state.watch_options
     try:  # a refusal gives the watch slot back at once; a stream keeps it until it ends
         if last_event_id is not None:
@@ -106,10 +107,10 @@ async def watch(
         elif since is not None and initial:
             raise InvalidRequest("give either since or initial=true, not both", field="initial")
         elif since is None and not initial:
-            bounds = await events.head_of(engine)
+            bounds = await reads.head()
             since, epoch = bounds.head, bounds.epoch
         events.check_epoch(epoch)
-        stream = await open_watch(engine, tailer, since, epoch, options, timeout_seconds)
+        stream = await open_watch(reads, tailer, since, epoch, options, timeout_seconds)
     except BaseException:
         lease.release()
         raise

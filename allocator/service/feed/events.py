@@ -11,24 +11,21 @@ epochs assumes).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from allocator.domain.errors import InvalidRequest, RevisionCompacted, RevisionUnknown
-from allocator.service.feed.frame import Frame, bookmark, of_event, of_stored
-from allocator.service.unit_of_work import UnitOfWork, run
-from allocator.store import allocations, ranges
+from allocator.service.feed.frame import Frame, of_stored
+from allocator.service.unit_of_work import run
 from allocator.store.event_log import (
     EPOCH_FORM,
     Bounds,
+    Epoch,
     history,
     read_after,
     shared_until,
 )
-
-SNAPSHOT_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +58,11 @@ def check_since(bounds: Bounds, since: int) -> None:
         )
 
 
-async def check_resume(
-    connection: AsyncConnection, bounds: Bounds, since: int, epoch: str | None
-) -> None:
-    """Raise RevisionUnknown when revision ``since`` of ``epoch`` is not in the log's history,
-    and as ``check_since``."""
+def check_resume_in(bounds: Bounds, epochs: list[Epoch], since: int, epoch: str | None) -> None:
+    """Raise RevisionUnknown when revision ``since`` of ``epoch`` is not in the log's history
+    ``epochs``, and as ``check_since``."""
     if epoch is not None and epoch != bounds.epoch:
-        shared = shared_until(await history(connection), epoch)
+        shared = shared_until(epochs, epoch)
         if shared is None:
             raise RevisionUnknown(
                 f"epoch {epoch} is not in the event log's history (it was lost in a failover, "
@@ -83,6 +78,15 @@ async def check_resume(
                 epoch=bounds.epoch,
             )
     check_since(bounds, since)
+
+
+async def check_resume(
+    connection: AsyncConnection, bounds: Bounds, since: int, epoch: str | None
+) -> None:
+    """``check_resume_in`` with the history read on ``connection`` (only when ``epoch`` is not
+    the current one)."""
+    epochs = await history(connection) if epoch is not None and epoch != bounds.epoch else []
+    check_resume_in(bounds, epochs, since, epoch)
 
 
 async def list_events(
@@ -107,63 +111,3 @@ async def head_of(engine: AsyncEngine) -> Bounds:
     """Return the log's bounds."""
     bounds, _ = await run(engine, lambda c: read_after(c, 0, 0), read_only=True)
     return bounds
-
-
-async def resume_point(engine: AsyncEngine, since: int, epoch: str | None) -> Bounds:
-    """Return the log's bounds once revision ``since`` of ``epoch`` is found resumable.
-
-    Raises RevisionCompacted, RevisionUnknown (see ``check_resume``).
-    """
-
-    async def work(connection: AsyncConnection) -> Bounds:
-        bounds, _ = await read_after(connection, 0, 0)
-        await check_resume(connection, bounds, since, epoch)
-        return bounds
-
-    return await run(engine, work, read_only=True)
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotPage:
-    frames: list[Frame]
-    bounds: Bounds
-    """The log as of the snapshot: its revision S is ``bounds.head``."""
-
-
-async def snapshot(engine: AsyncEngine) -> AsyncIterator[SnapshotPage]:
-    """Yield, in pages, a RANGE_ADDED per range then an ALLOCATED per allocation, all at one
-    consistent revision S, and last the ``BOOKMARK`` with ``initial_end`` at S.
-
-    The pages are read in one repeatable-read transaction, so they are one consistent state
-    whatever commits meanwhile, and memory holds one page at a time.
-    """
-    async with UnitOfWork(engine, read_only=True) as uow:
-        connection = uow.connection
-        bounds, _ = await read_after(connection, 0, 0)
-        revision = bounds.head
-        yield SnapshotPage(
-            [
-                of_event({"type": "RANGE_ADDED", "revision": revision, "range": held.document()})
-                for held in await ranges.list_all(connection)
-            ],
-            bounds,
-        )
-        after = None
-        while True:
-            page = await allocations.page(
-                connection, range_id=None, owner=None, family=None, after=after, limit=SNAPSHOT_PAGE
-            )
-            yield SnapshotPage(
-                [
-                    of_event(
-                        {"type": "ALLOCATED", "revision": revision, "allocation": a.document()}
-                    )
-                    for a in page
-                ],
-                bounds,
-            )
-            if len(page) < SNAPSHOT_PAGE:
-                break
-            after = page[-1].ip
-        await uow.commit()
-    yield SnapshotPage([bookmark(revision, bounds.epoch, initial_end=True)], bounds)

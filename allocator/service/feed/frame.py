@@ -7,6 +7,7 @@ browser's ``Last-Event-ID`` resumes where it stopped).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,3 +61,35 @@ def bookmark(revision: int, epoch: str, *, initial_end: bool = False) -> Frame:
 
 def error(revision: int, problem: dict[str, Any]) -> Frame:
     return of_event({"type": "ERROR", "revision": revision, "problem": problem})
+
+
+class Batch:
+    """Frames that go out together: their bytes joined once per wire format, however many
+    streams send them (the tailer hands every watcher the same batch)."""
+
+    __slots__ = ("_ndjson", "_sse", "frames")
+
+    def __init__(self, frames: Sequence[Frame]) -> None:
+        self.frames = frames
+        self._ndjson: bytes | None = None
+        self._sse: bytes | None = None
+
+    @property
+    def last(self) -> int:
+        """The revision of the last frame."""
+        return self.frames[-1].revision
+
+    def on(self, wire: Wire) -> bytes:
+        """Return the bytes of these frames in the ``wire`` format (joined on first use)."""
+        if wire == "ndjson":
+            if self._ndjson is None:
+                self._ndjson = b"".join(frame.ndjson for frame in self.frames)
+            return self._ndjson
+        if self._sse is None:
+            self._sse = b"".join(frame.sse for frame in self.frames)
+        return self._sse
+
+
+def batches(frames: Sequence[Frame], size: int) -> list[Batch]:
+    """Return ``frames`` cut in batches of at most ``size``."""
+    return [Batch(frames[n : n + size]) for n in range(0, len(frames), size)]

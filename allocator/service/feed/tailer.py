@@ -26,21 +26,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from itertools import islice
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from allocator.domain.errors import AllocatorError, RevisionCompacted, RevisionUnknown
-from allocator.service.feed.frame import Frame, bookmark, of_stored
-from allocator.service.unit_of_work import run
-from allocator.store.event_log import Bounds, Epoch, LogRow, history, read_after, shared_until
+from allocator.domain.errors import AllocatorError, RevisionCompacted, RevisionUnknown, Unavailable
+from allocator.service.feed.frame import Batch, Frame, bookmark, of_stored
+from allocator.service.unit_of_work import statement
+from allocator.store.event_log import Bounds, Epoch, LogRow, shared_until, tail, tail_history
 
 log = logging.getLogger(__name__)
 
 READ_BATCH = 1000
 FRESH_READ_TIMEOUT = 10.0
 """Seconds ``attach`` waits for a read of the log (the database may be away)."""
+TICKS_PER_BOOKMARK = 4
+"""An idle stream gets a BOOKMARK after 3 to 4 ticks without anything queued."""
 
 
 def fell_behind(limit: int) -> RevisionCompacted:
@@ -60,88 +62,157 @@ def history_changed() -> RevisionUnknown:
 
 
 class Subscription:
-    """The queue of one watcher: frames after ``after`` in ``epoch``, at most ``limit`` waiting."""
+    """The queue of one watcher: batches after ``after`` in ``epoch``, at most ``limit`` frames
+    waiting; its stream ends at ``deadline`` (monotonic seconds)."""
 
-    def __init__(self, after: int, epoch: str, limit: int) -> None:
+    __slots__ = (
+        "_count",
+        "_pending",
+        "_waiter",
+        "after",
+        "deadline",
+        "epoch",
+        "finished",
+        "idle",
+        "limit",
+        "problem",
+    )  # fmt: skip
+
+    def __init__(self, after: int, epoch: str, limit: int, deadline: float) -> None:
         self.after = after
         self.epoch = epoch
         """The epoch of what was queued last: the one the stream's bookmarks name."""
         self.limit = limit
+        self.deadline = deadline
         self.problem: AllocatorError | None = None
         self.finished = False
-        """The server is stopping: the stream ends cleanly and its client resumes elsewhere."""
-        self._pending: deque[Frame] = deque()
-        self._wake = asyncio.Event()
+        """The stream ends cleanly (its timeout, or the server is stopping): its client
+        resumes from its last revision."""
+        self.idle = 0
+        """Ticks of the tailer since something was queued (a BOOKMARK is due after a few)."""
+        self._pending: list[Batch] = []
+        self._count = 0
+        self._waiter: asyncio.Future[None] | None = None
 
-    def offer(self, frames: list[Frame]) -> bool:
-        """Queue ``frames`` (those after ``after``); return False once the watcher is cut off."""
+    def offer(self, batch: Batch) -> bool:
+        """Queue ``batch`` (its frames after ``after``); return False once the watcher is cut
+        off."""
         if self.problem is not None:
             return False
-        if frames and frames[0].revision <= self.after:
-            frames = [f for f in frames if f.revision > self.after]
-        if len(self._pending) + len(frames) > self.limit:
+        if batch.frames[0].revision <= self.after:  # only right after attaching
+            kept = [f for f in batch.frames if f.revision > self.after]
+            if not kept:
+                return True
+            batch = Batch(kept)
+        count = self._count + len(batch.frames)
+        if count > self.limit:
             self.cut_off(fell_behind(self.limit))
             return False
-        self._pending.extend(frames)
-        if frames:
-            self.after = frames[-1].revision
-            self._wake.set()
+        self._pending.append(batch)
+        self._count = count
+        self.after = batch.last
+        self.idle = 0
+        self._wake()
         return True
 
     def next_epoch(self, epoch: str) -> None:
         """Queue the BOOKMARK that moves the watcher to ``epoch`` (at its position, which both
         epochs share) before any event of it."""
         self.epoch = epoch
-        self._pending.append(bookmark(self.after, epoch))
-        self._wake.set()
+        self.queue(Batch([bookmark(self.after, epoch)]))
+
+    def queue(self, batch: Batch) -> None:
+        self._pending.append(batch)
+        self._count += len(batch.frames)
+        self.idle = 0
+        self._wake()
 
     def cut_off(self, problem: AllocatorError) -> None:
         """Stop this subscription: drop what waits (freeing its memory) and wake its stream."""
         self.problem = problem
         self._pending.clear()
-        self._wake.set()
+        self._count = 0
+        self._wake()
 
     def finish(self) -> None:
         self.finished = True
-        self._wake.set()
+        self._wake()
 
-    async def take(self, wait: float) -> list[Frame]:
-        """Return what waits, waiting up to ``wait`` seconds for something (maybe nothing)."""
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[Batch]:
+        """Return what waits, waiting for something (a batch, a bookmark, the end)."""
         if not self._pending and self.problem is None and not self.finished:
+            # A future, not an Event or a timeout: one wake-up per delivery is all it costs.
+            self._waiter = asyncio.get_running_loop().create_future()
             try:
-                # asyncio.timeout, not wait_for: no task per wait (it counts at many watchers),
-                # and a cancellation is never lost.
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                return []
-        self._wake.clear()
-        frames = list(self._pending)
-        self._pending.clear()
-        return frames
+                await self._waiter
+            finally:
+                self._waiter = None
+        taken, self._pending, self._count = self._pending, [], 0
+        return taken
+
+
+class ReadRound:
+    """One read of the log that watchers wait for: an Event wakes them all at once (a Condition
+    would hand its lock from one to the next, a loop iteration each)."""
+
+    __slots__ = ("ended", "failure")
+
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+        self.failure: Exception | None = None
+
+    def end(self, failure: Exception | None) -> None:
+        self.failure = failure
+        self.ended.set()
 
 
 class Tailer:
-    """Reads the log after ``head`` and fans it out. Start ``run()`` as a task."""
+    """Reads the log after ``head`` and fans it out. Start ``run()`` as a task.
 
-    def __init__(self, engine: AsyncEngine, *, poll_interval: float, window: int) -> None:
-        self._engine = engine
+    Every read is one statement on a connection of the asyncpg ``pool``. Every ``tick`` it ends
+    the streams past their deadline and queues a BOOKMARK for those that got nothing for
+    ``bookmark_seconds`` (one timer for all, instead of one per watcher).
+    """
+
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        acquire_timeout: float,
+        poll_interval: float,
+        window: int,
+        bookmark_seconds: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        """The asyncpg pool it reads on (one statement each)."""
+        self.acquire_timeout = acquire_timeout
         self._poll_interval = poll_interval
         self._window: deque[Frame] = deque(maxlen=window)
         self._subscriptions: set[Subscription] = set()
         self._wake = asyncio.Event()
-        self._reads_begun = 0
-        self._reads_done = 0
-        self._read_done = asyncio.Condition()
+        self._next_read: ReadRound | None = None
+        """What the watchers waiting for a read that has not begun wait on."""
+        self._tick_seconds = bookmark_seconds / TICKS_PER_BOOKMARK
         self.epoch = ""
         """The epoch of ``head``."""
         self.head = 0
         """The newest revision read (every subscription has been offered it)."""
         self.floor = 0
         """The revision just before the oldest frame in memory."""
+        self.bounds = Bounds(0, 0, "")
+        """The log's bounds at the last read."""
+        self.history: list[Epoch] = []
+        """The log's epochs, read at the start and whenever the epoch changed."""
         self.started = asyncio.Event()
         self.closing = False
         self.cut_offs = 0
+        self.reads = 0
+        """Reads of the log so far (a test can observe that watchers share them)."""
 
     @property
     def watchers(self) -> int:
@@ -153,19 +224,23 @@ class Tailer:
 
     async def run(self) -> None:
         """Read new events until cancelled; errors are logged and the read retried."""
-        bounds, _ = await run(self._engine, lambda c: read_after(c, 0, 0), read_only=True)
-        self._restart(bounds)
+        bounds, _, epochs = await self._read(0, 0, with_history=True)
+        self._restart(bounds, epochs)
         self.started.set()
+        ticking = asyncio.create_task(self._keep_ticking(), name="event tailer ticks")
+        try:
+            await self._keep_reading()
+        finally:
+            ticking.cancel()
+
+    async def _keep_reading(self) -> None:
         failing = False
         while True:
             self._wake.clear()
+            this_read, self._next_read = self._next_read, None
+            failure = None
             try:
-                self._reads_begun += 1
-                begun = self._reads_begun
                 await self._read_new()
-                async with self._read_done:
-                    self._reads_done = begun
-                    self._read_done.notify_all()
                 if failing:
                     log.warning("reading the event log works again")
                 failing = False
@@ -173,16 +248,38 @@ class Tailer:
                 if not failing:
                     log.warning("reading the event log failed (retrying): %s", exc)
                 failing = True
+                failure = exc
+            if this_read is not None:
+                this_read.end(failure)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
             # cancellation that stops this loop, when the wait ends at the same moment.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
                     await self._wake.wait()
 
+    async def fresh(self) -> None:
+        """Wait for a read of the log that began after this call (every watcher waiting at
+        once shares it); then ``bounds``, ``history`` and the window are as fresh as that.
+
+        Raises Unavailable when that read failed (the database is away) or took too long.
+        """
+        if self._next_read is None:
+            self._next_read = ReadRound()
+        this_read = self._next_read
+        self.wake()
+        try:
+            async with asyncio.timeout(FRESH_READ_TIMEOUT):
+                await this_read.ended.wait()
+        except TimeoutError:
+            raise Unavailable("the event log could not be read in time") from None
+        if this_read.failure is not None:
+            raise Unavailable(f"the event log cannot be read: {type(this_read.failure).__name__}")
+
     async def attach(
-        self, after: int, epoch: str, limit: int
+        self, after: int, epoch: str, limit: int, deadline: float
     ) -> tuple[list[Frame], Subscription] | None:
-        """Subscribe a watcher that has seen every revision up to ``after`` of ``epoch``.
+        """Subscribe a watcher that has seen every revision up to ``after`` of ``epoch``, whose
+        stream ends at ``deadline``.
 
         Returns the frames in memory after ``after`` and the subscription that receives every
         later one, once a read of the log that began after this call is done. Returns None when
@@ -190,17 +287,14 @@ class Tailer:
         the head, or in another epoch, or when no read succeeds in time (read the database
         first, then attach again).
         """
-        wanted = self._reads_begun + 1
-        self.wake()
         try:
-            async with asyncio.timeout(FRESH_READ_TIMEOUT), self._read_done:
-                await self._read_done.wait_for(lambda: self._reads_done >= wanted)
-        except TimeoutError:
+            await self.fresh()
+        except Unavailable:
             return None
         if epoch != self.epoch or not self.floor <= after <= self.head:
             return None
         backlog = list(islice(self._window, after - self.floor, None))
-        subscription = Subscription(self.head, epoch, limit)
+        subscription = Subscription(self.head, epoch, limit, deadline)
         self._subscriptions.add(subscription)
         if self.closing:
             subscription.finish()
@@ -218,26 +312,36 @@ class Tailer:
 
     async def _read_new(self) -> None:
         while True:
-            bounds, rows, epochs = await run(self._engine, self._read_batch, read_only=True)
+            bounds, rows, epochs = await self._read(self.head, READ_BATCH, with_history=False)
             moved = bounds.epoch != self.epoch or bounds.head < self.head
             if moved and not self._follow(bounds, epochs):
                 return
+            self.bounds = bounds
             if rows:
                 self._publish(rows)
             if len(rows) < READ_BATCH:
                 return
 
-    async def _read_batch(
-        self, connection: AsyncConnection
-    ) -> tuple[Bounds, list[LogRow], list[Epoch] | None]:
-        bounds, rows = await read_after(connection, self.head, READ_BATCH)
-        epochs = await history(connection) if bounds.epoch != self.epoch else None
-        return bounds, rows, epochs
+    async def _read(
+        self, after: int, limit: int, *, with_history: bool
+    ) -> tuple[Bounds, list[LogRow], list[Epoch]]:
+        """Read the bounds and the events after ``after``: one statement (the history, a second
+        one, only when asked or when the epoch changed)."""
 
-    def _follow(self, bounds: Bounds, epochs: list[Epoch] | None) -> bool:
+        async def work(connection: Any) -> tuple[Bounds, list[LogRow], list[Epoch]]:
+            bounds, rows = await tail(connection, after, limit)
+            epochs = self.history
+            if with_history or bounds.epoch != self.epoch:
+                epochs = await tail_history(connection)
+            return bounds, rows, epochs
+
+        self.reads += 1
+        return await statement(self.pool, work, acquire_timeout=self.acquire_timeout)
+
+    def _follow(self, bounds: Bounds, epochs: list[Epoch]) -> bool:
         """Move to the database's epoch and head; return whether the rows just read follow on
         from ``head`` (False: the tailer restarted at the database's head)."""
-        shared = bounds.head if epochs is None else shared_until(epochs, self.epoch)
+        shared = shared_until(epochs, self.epoch) if bounds.epoch != self.epoch else bounds.head
         if shared is None or shared < self.head:
             log.warning(
                 "the event log's history changed: head %d of epoch %s is not in it (now head %d "
@@ -247,10 +351,11 @@ class Tailer:
                 bounds.head,
                 bounds.epoch,
             )
-            self._restart(bounds)
+            self._restart(bounds, epochs)
             return False
         log.warning("the event log moved to epoch %s at revision %d", bounds.epoch, self.head)
         self.epoch = bounds.epoch
+        self.history = epochs
         for subscription in self._subscriptions:
             subscription.next_epoch(bounds.epoch)
         return True
@@ -260,20 +365,43 @@ class Tailer:
         self._window.extend(frames)
         self.head = frames[-1].revision
         self.floor = self.head - len(self._window)  # revisions are dense
-        for subscription in list(self._subscriptions):
-            if not subscription.offer(frames):
-                self._drop(subscription)
+        batch = Batch(frames)
+        dropped = [s for s in self._subscriptions if not s.offer(batch)]
+        for subscription in dropped:
+            self._drop(subscription)
+
+    async def _keep_ticking(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_seconds)
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """End the streams past their deadline; queue a BOOKMARK for the idle ones (one frame
+        for all of them at the same place)."""
+        marks: dict[tuple[int, str], Batch] = {}
+        for subscription in self._subscriptions:
+            if now >= subscription.deadline:
+                subscription.finish()
+                continue
+            subscription.idle += 1
+            if subscription.idle >= TICKS_PER_BOOKMARK:
+                place = (subscription.after, subscription.epoch)
+                if (mark := marks.get(place)) is None:
+                    mark = marks[place] = Batch([bookmark(*place)])
+                subscription.queue(mark)
 
     def _drop(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
         self.cut_offs += 1
         log.info("a watcher fell behind and was cut off (%d watchers)", self.watchers)
 
-    def _restart(self, bounds: Bounds) -> None:
+    def _restart(self, bounds: Bounds, epochs: list[Epoch]) -> None:
         """Start over at the database's head: every watcher must list again."""
         for subscription in list(self._subscriptions):
             subscription.cut_off(history_changed())
         self._subscriptions.clear()
         self._window.clear()
+        self.bounds = bounds
+        self.history = epochs
         self.epoch = bounds.epoch
         self.head = self.floor = bounds.head

@@ -21,20 +21,15 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from allocator.domain.errors import AllocatorError, InvalidRequest
-from allocator.service.feed.events import list_events, resume_point, snapshot
-from allocator.service.feed.frame import Frame, bookmark, error
+from allocator.service.feed.frame import Batch, Frame, bookmark, error
+from allocator.service.feed.shared_reads import SharedReads
 from allocator.service.feed.tailer import Tailer
-
-CATCH_UP_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class WatchOptions:
     queue: int
-    bookmark_seconds: float
     timeout_seconds: float
     problem_of: Callable[[AllocatorError], dict[str, Any]]
     """Renders the problem document of an ERROR event (the HTTP layer owns the statuses)."""
@@ -47,19 +42,20 @@ def longest_timeout(server_timeout: float) -> int:
 
 
 async def open_watch(
-    engine: AsyncEngine,
+    reads: SharedReads,
     tailer: Tailer,
     since: int | None,
     epoch: str | None,
     options: WatchOptions,
     timeout_seconds: int | None = None,
-) -> AsyncGenerator[list[Frame]]:
+) -> AsyncGenerator[list[Batch]]:
     """Return the stream of a watcher resuming after revision ``since`` of ``epoch`` (``since``
     None: list first, as initial=true; ``epoch`` None: the current one), which ends after
-    ``timeout_seconds`` (None: about the server's timeout).
+    ``timeout_seconds`` (None: about the server's timeout). Each step of the stream is what has
+    accumulated for the watcher: one write.
 
     Raises RevisionCompacted or RevisionUnknown for a resume point the log cannot serve,
-    InvalidRequest for a timeout beyond the server's.
+    InvalidRequest for a timeout beyond the server's, Unavailable.
     """
     longest = longest_timeout(options.timeout_seconds)
     if timeout_seconds is not None and timeout_seconds > longest:
@@ -68,62 +64,61 @@ async def open_watch(
         )
     start = None
     if since is not None:
-        start = (since, (await resume_point(engine, since, epoch)).epoch)
+        start = (since, (await reads.resume_point(since, epoch)).epoch)
     # Unless the client chose, a little jitter, so that watchers opened together do not all
     # reconnect together.
     timeout = timeout_seconds or options.timeout_seconds * random.uniform(0.9, 1.0)
-    return _stream(engine, tailer, start, options, time.monotonic() + timeout)
+    return _stream(reads, tailer, start, options, time.monotonic() + timeout)
+
+
+def _one(frame: Frame) -> list[Batch]:
+    return [Batch([frame])]
 
 
 async def _stream(
-    engine: AsyncEngine,
+    reads: SharedReads,
     tailer: Tailer,
     start: tuple[int, str] | None,
     options: WatchOptions,
     deadline: float,
-) -> AsyncGenerator[list[Frame]]:
+) -> AsyncGenerator[list[Batch]]:
     if start is None:
-        async for listed in snapshot(engine):
-            yield listed.frames
-            start = (listed.bounds.head, listed.bounds.epoch)
-        assert start is not None
+        listing = reads.listing()
+        for batch in await listing.read():
+            yield [batch]
+        assert listing.bounds is not None
+        start = (listing.bounds.head, listing.bounds.epoch)
     position, epoch = start
     # Catch up from the database until the tailer's memory window reaches the position.
-    while (attached := await tailer.attach(position, epoch, options.queue)) is None:
+    while (attached := await tailer.attach(position, epoch, options.queue, deadline)) is None:
         try:
-            page = await list_events(engine, position, CATCH_UP_PAGE, epoch)
+            page = await reads.page(position, epoch)
         except AllocatorError as exc:  # compacted, lost in a failover, or the database is away
-            yield [error(position, options.problem_of(exc))]
+            yield _one(error(position, options.problem_of(exc)))
             return
         if page.epoch != epoch:  # a new epoch that still holds the position
             epoch = page.epoch
-            yield [bookmark(position, epoch)]
-        if page.frames:
-            yield page.frames
-            position = page.frames[-1].revision
+            yield _one(bookmark(position, epoch))
+        if page.batch is not None:
+            yield [page.batch]
+            position = page.batch.last
     backlog, subscription = attached
     try:
         if backlog:
-            yield backlog
+            yield [Batch(backlog)]
             position = backlog[-1].revision
         # Tells the client it is live (and where), as soon as it is.
-        yield [bookmark(position, subscription.epoch)]
-        sent_at = time.monotonic()
-        while (now := time.monotonic()) < deadline:
-            wait = min(options.bookmark_seconds - (now - sent_at), deadline - now)
-            frames = await subscription.take(max(wait, 0.0))
+        yield _one(bookmark(position, subscription.epoch))
+        # The tailer queues events, idle bookmarks and the end (at the deadline).
+        while not subscription.finished:
+            taken = await subscription.take()
             if subscription.finished:
                 return
             if subscription.problem is not None:
-                yield [error(position, options.problem_of(subscription.problem))]
+                yield _one(error(position, options.problem_of(subscription.problem)))
                 return
-            if frames:
-                position = frames[-1].revision
-            elif time.monotonic() - sent_at >= options.bookmark_seconds:
-                frames = [bookmark(position, subscription.epoch)]
-            else:
-                continue
-            yield frames
-            sent_at = time.monotonic()
+            if taken:
+                position = taken[-1].last
+                yield taken
     finally:
         tailer.detach(subscription)
