@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import psutil
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +32,7 @@ MEMORY_GROWTH = 1.25
 """The server's resident memory at the end, at most this times what it was once all listed."""
 
 pytestmark = pytest.mark.slow
+psutil = pytest.importorskip("psutil", reason="the server's memory is read with the [bench] extra")
 
 
 class Agent(asyncio.Protocol):
