@@ -255,31 +255,10 @@ async def resume_storm(
                 top = await bench.fill(beyond + 100)
                 await asyncio.sleep(0.5)  # the tailer has read them all
                 queries = [f"since={top - within}", f"since={top - beyond}"] * (watchers // 2)
-                async with Watchers.running(srv.url, queries, 2**62) as reading:
-                    trips = _trips(proxy)
-                    memory = Memory(srv.process.pid)
-                    cpu = srv.cpu_seconds()
-                    async with memory.sampling():
-                        writing = asyncio.create_task(bench.steady(10**6, interval))
-                        live = await reading.live()
-                        statements = _trips(proxy)
-                        spent = srv.cpu_seconds() - cpu
-                        writing.cancel()
-                    figures = await reading.finish({}, wait=0)
+                figures = await _storm(proxy, srv, bench, queries, interval)
     finally:
         proxy.close()
-    return {
-        "watchers": watchers,
-        "window": window,
-        "since_back": [within, beyond],
-        "all_live_s": round(live, 3),
-        "round_trips": statements[0] - trips[0],
-        "statements": statements[1] - trips[1],
-        "server_cpu_s": round(spent, 3),
-        "gaps": figures["gaps"],
-        "errors": figures["error_count"],
-        **memory.figures(),
-    }
+    return {"watchers": watchers, "window": window, "since_back": [within, beyond], **figures}
 
 
 async def list_storm(
@@ -292,22 +271,35 @@ async def list_storm(
         with serving(proxied, watchers) as srv:
             async with Bench.on(database_url) as bench:
                 await bench.fill(held)
-                async with Watchers.running(srv.url, ["initial=true"] * watchers, 2**62) as reading:
-                    trips = _trips(proxy)
-                    memory = Memory(srv.process.pid)
-                    cpu = srv.cpu_seconds()
-                    async with memory.sampling():
-                        writing = asyncio.create_task(bench.steady(10**6, interval, held))
-                        live = await reading.live(within=900)
-                        statements = _trips(proxy)
-                        spent = srv.cpu_seconds() - cpu
-                        writing.cancel()
-                    figures = await reading.finish({}, wait=0)
+                queries = ["initial=true"] * watchers
+                figures = await _storm(proxy, srv, bench, queries, interval, first=held)
     finally:
         proxy.close()
+    return {"watchers": watchers, "held": held, **figures}
+
+
+async def _storm(
+    proxy: round_trips.Proxy,
+    srv: server.Server,
+    bench: Bench,
+    queries: list[str],
+    interval: float,
+    first: int = 0,
+) -> dict[str, Any]:
+    """Open a watch per query at once while ``bench`` writes every ``interval`` seconds; return
+    the time until all are live, the server's statements, CPU and memory meanwhile."""
+    async with Watchers.running(srv.url, queries, 2**62) as reading:
+        trips = _trips(proxy)
+        memory = Memory(srv.process.pid)
+        cpu = srv.cpu_seconds()
+        async with memory.sampling():
+            writing = asyncio.create_task(bench.steady(10**6, interval, first))
+            live = await reading.live(within=900)
+            statements = _trips(proxy)
+            spent = srv.cpu_seconds() - cpu
+            writing.cancel()
+        figures = await reading.finish({}, wait=0)
     return {
-        "watchers": watchers,
-        "held": held,
         "all_live_s": round(live, 3),
         "listed": figures["listed"],
         "round_trips": statements[0] - trips[0],
