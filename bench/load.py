@@ -73,7 +73,9 @@ async def closed_loop(
     operation: Operation, clients: int, seconds: float, warmup: float = 0.5
 ) -> Run:
     """Run ``clients`` loops of ``operation`` back to back; count what completes in the window
-    that follows ``warmup``."""
+    that follows ``warmup``. When nothing that began in the window has completed by its end (a
+    short window on a busy machine), the window lasts until the first such request completes, so
+    a run always measures something."""
     latency: list[float] = []
     errors = 0
     started = time.perf_counter()
@@ -82,7 +84,7 @@ async def closed_loop(
     cpu_at_start: float | None = None
 
     async def client(c: int) -> None:
-        nonlocal errors, cpu_at_start
+        nonlocal errors, cpu_at_start, window_end
         n = 0
         while (begin := time.perf_counter()) < window_end:
             try:
@@ -94,8 +96,12 @@ async def closed_loop(
                 continue
             finally:
                 n += 1
-            if begin >= window_start and time.perf_counter() <= window_end:
-                latency.append(took * 1000)
+            if begin >= window_start:
+                finished = time.perf_counter()
+                if not latency and finished > window_end:
+                    window_end = finished
+                if finished <= window_end:
+                    latency.append(took * 1000)
 
     async def cpu_mark() -> None:
         nonlocal cpu_at_start
@@ -106,7 +112,7 @@ async def closed_loop(
     await asyncio.gather(*(client(c) for c in range(clients)))
     await marker
     used = cpu_seconds() - (cpu_at_start or 0.0)
-    return Run(clients, len(latency), seconds, used, latency, errors)
+    return Run(clients, len(latency), window_end - window_start, used, latency, errors)
 
 
 async def open_loop(

@@ -122,7 +122,7 @@ async def throughput(
         run = await closed_loop(operation_for(f"t{clients}"), clients, seconds, warmup)
         if server_cpu and before is not None:
             # The server also worked through the warmup: scale to the window.
-            run.server_cpu_seconds = (server_cpu() - before) * seconds / (seconds + warmup)
+            run.server_cpu_seconds = (server_cpu() - before) * run.seconds / (run.seconds + warmup)
         figures.append(run.figures())
         await reset()
         if on_each is not None:
@@ -142,7 +142,7 @@ async def churn(
     (``http_churn``); what is still held at the end stays for the caller to reset."""
     before = server_cpu()
     run = await closed_loop(http_churn(clients, range_name, "churn"), connections, seconds, warmup)
-    run.server_cpu_seconds = (server_cpu() - before) * seconds / (seconds + warmup)
+    run.server_cpu_seconds = (server_cpu() - before) * run.seconds / (run.seconds + warmup)
     return run.figures()
 
 
