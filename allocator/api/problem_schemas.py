@@ -159,6 +159,22 @@ SHAPES: dict[type[errors.AllocatorError], Shape] = {
             )
         },
     ),
+    errors.RangeNotAllocatable: Shape(
+        "The range is drained: it serves no new allocation (its allocations stay, and retries "
+        "and releases of them work).",
+        "range 'old-ipv4' is drained: it serves no new allocation",
+    ),
+    errors.AllocationsOutsideRange: Shape(
+        "The shrink would leave allocations or cooling addresses outside the new CIDR (or on "
+        "its network or broadcast address); release them first.",
+        "2 allocated or cooling addresses lie outside 10.96.0.0/25",
+        {
+            "count": Member(int, "how many addresses lie outside", 2),
+            "examples": Member(
+                list[str], "up to 10 of them, in address order", ["10.96.0.200", "10.96.0.201"]
+            ),
+        },
+    ),
     errors.RevisionCompacted: Shape(
         "The events after this revision were deleted, or the watcher fell too far behind: "
         "list again (initial=true) and carry on.",

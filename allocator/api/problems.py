@@ -32,6 +32,8 @@ STATUS: dict[type[errors.AllocatorError], int] = {
     errors.OwnerHasAllocation: 409,
     errors.OwnerMismatch: 409,
     errors.IPCoolingDown: 409,
+    errors.RangeNotAllocatable: 409,
+    errors.AllocationsOutsideRange: 409,
     errors.RevisionCompacted: 410,
     errors.RevisionUnknown: 410,
     errors.Unauthorized: 401,

@@ -63,6 +63,7 @@ RANGE_EXAMPLE: dict[str, Any] = {
     "free": 1048570,
     "static_band": {"first": "10.96.0.1", "last": "10.96.1.0", "size": 256},
     "release_cooldown_seconds": 300,
+    "allocatable": True,
     "created_at": CREATED_AT,
     "revision": 1,
 }
@@ -138,11 +139,34 @@ class RangePatch(BaseModel):
     """A JSON merge patch of a range: the members given change, the others stay."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"release_cooldown_seconds": 300}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"cidr": "10.96.0.0/11"},
+                {"allocatable": False},
+                {"release_cooldown_seconds": 300},
+            ]
+        },
     )
 
     # Typed without None: in a merge patch a null removes a member, and no member of a range
     # can be removed (absent, it is left as it is).
+    cidr: str = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=CIDR_PATTERN,
+        description="grow the range to a CIDR that contains it, or shrink it to one it contains "
+        "(same family, the prefix limits of creation); every allocation keeps its address",
+        json_schema_extra=_no_default,
+    )
+    allocatable: bool = Field(
+        default=None,
+        strict=True,
+        description="false drains the range (no new allocation; existing ones, their retries "
+        "and releases go on); true serves again",
+        json_schema_extra=_no_default,
+    )
     release_cooldown_seconds: ReleaseCooldown = absent_or(
         "seconds a released address cools down, 0 to 86400"
     )
@@ -173,6 +197,7 @@ class RangeRead(BaseModel):
         "dynamic allocation takes them only when the rest is full"
     )
     release_cooldown_seconds: int
+    allocatable: bool = Field(description="false while the range is drained")
     created_at: datetime
     revision: int = Field(description="the revision that created the range")
 

@@ -14,6 +14,8 @@
      ├── OwnerHasAllocation       409 owner-has-allocation  (allocation)
      ├── OwnerMismatch            409 owner-mismatch        (holder)
      ├── IPCoolingDown            409 ip-cooling-down       (available_at, released_by)
+     ├── RangeNotAllocatable      409 range-not-allocatable
+     ├── AllocationsOutsideRange  409 allocations-outside-range (count, examples)
      ├── BatchFailed              the first refusal's status, batch-failed (errors)
      ├── RevisionCompacted        410 revision-compacted
      ├── RevisionUnknown          410 revision-unknown
@@ -111,6 +113,16 @@ class OwnerMismatch(AllocatorError):
 class IPCoolingDown(AllocatorError):
     type = "ip-cooling-down"
     title = "IP cooling down after its release"
+
+
+class RangeNotAllocatable(AllocatorError):
+    type = "range-not-allocatable"
+    title = "Range drained"
+
+
+class AllocationsOutsideRange(AllocatorError):
+    type = "allocations-outside-range"
+    title = "Allocations outside the new range"
 
 
 class BatchFailed(AllocatorError):

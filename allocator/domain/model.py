@@ -33,6 +33,12 @@ class Range:
     cooling: int = 0
     """Released addresses still cooling down: neither allocated nor free."""
     release_cooldown_seconds: int = 0
+    allocatable: bool = True
+    """False while the range is drained: it serves no new allocation."""
+
+    @property
+    def cidr(self) -> str:
+        return self.geometry.cidr
 
     @property
     def free(self) -> int:
@@ -55,6 +61,7 @@ class Range:
                 "size": band.size,
             },
             "release_cooldown_seconds": self.release_cooldown_seconds,
+            "allocatable": self.allocatable,
             "created_at": format_time(self.created_at),
             "revision": self.revision,
         }

@@ -151,6 +151,25 @@ class ServiceRange:
         """Return the band holding a usable offset."""
         return self.static_band if self.static_band.contains(offset) else self.dynamic_band
 
+    def resized(self, network: netaddr.IPNetwork) -> ServiceRange:
+        """Return the range grown to ``network`` (which contains it) or shrunk to it (which it
+        contains); raise InvalidRequest for another family, prefix length out of limits, or a
+        network that neither contains nor lies inside this one."""
+        if network.version != self.network.version:
+            raise InvalidRequest(
+                f"{format_network(network)} is {family_of(network)}, range {self.cidr} is"
+                f" {self.family}",
+                field="cidr",
+            )
+        resized = ServiceRange.of(network)
+        if network not in self.network and self.network not in network:
+            raise InvalidRequest(
+                f"{resized.cidr} neither contains {self.cidr} nor lies inside it: a range grows"
+                " to a CIDR that contains it or shrinks to one it contains",
+                field="cidr",
+            )
+        return resized
+
     def locate(self, ip: netaddr.IPAddress) -> tuple[Band, int, int]:
         """Return the band, block number and bit of a usable address; raise IPNotInRange for
         any other address."""

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from allocator.domain.address import parse_network
+from allocator.domain.address import format_network, parse_network
 from allocator.domain.errors import (
+    AllocationsOutsideRange,
     InvalidRequest,
     RangeExists,
     RangeNotEmpty,
@@ -29,6 +30,8 @@ class RangeChange:
     """A change of a range, as a merge patch says it: the fields that are not None change."""
 
     release_cooldown_seconds: int | None = None
+    cidr: str | None = None
+    allocatable: bool | None = None
 
     def given(self) -> dict[str, Any]:
         return {
@@ -69,23 +72,62 @@ async def create_range(
     return await run(engine, work)
 
 
-async def change_range(engine: AsyncEngine, name: str, change: RangeChange) -> str:
-    """Apply ``change`` to the range ``name`` at a new revision (RANGE_UPDATED); return the Range
-    object after it as JSON. A change that changes nothing takes no revision.
+OUTSIDE_EXAMPLES = 10
+"""Addresses a refused shrink names at most."""
 
-    A new cool-down applies to later releases only. Raises RangeNotFound, InvalidRequest.
+
+async def change_range(engine: AsyncEngine, name: str, change: RangeChange) -> str:
+    """Apply ``change`` to the range ``name`` in one transaction at a new revision
+    (RANGE_UPDATED); return the Range object after it as JSON. A change that changes nothing
+    takes no revision.
+
+    The change holds the range's lock: writes in flight in the range end first, and those that
+    arrive meanwhile wait and then see the range as changed. A resize keeps every allocation and
+    cooling address and rebuilds the bitmap for the new geometry; a drained range
+    (``allocatable`` false) serves no new allocation. A new cool-down applies to later releases.
+
+    Raises RangeNotFound; InvalidRequest (a CIDR of another family, out of limits, or neither
+    containing nor inside the range's); RangeOverlaps (naming the other range);
+    AllocationsOutsideRange (a shrink that would leave addresses out, with their count and
+    examples).
     """
+    wanted = change.given()
     if change.release_cooldown_seconds is not None:
         validate_release_cooldown(change.release_cooldown_seconds)
+    network = parse_network(change.cidr) if change.cidr is not None else None
+    if network is not None:
+        wanted["cidr"] = format_network(network)
 
     async def work(connection: AsyncConnection) -> str:
-        stored = await require(connection, name, lock=True)
-        changes = {f: v for f, v in change.given().items() if getattr(stored, f) != v}
+        await ranges.lock(connection, (await require(connection, name)).id)
+        stored = await require(connection, name)  # as it is under the lock
+        changes = {f: v for f, v in wanted.items() if getattr(stored, f) != v}
+        geometry = None
+        if network is not None and "cidr" in changes:
+            geometry = stored.geometry.resized(network)
+            await _check_resize(connection, stored, geometry)
         if not changes:
             return orjson.dumps(stored.document()).decode()
-        return await ranges.update(connection, stored, changes)
+        return await ranges.update(connection, stored, changes, geometry)
 
     return await run(engine, work)
+
+
+async def _check_resize(connection: AsyncConnection, stored: Range, geometry: ServiceRange) -> None:
+    """Raise RangeOverlaps or AllocationsOutsideRange when ``stored`` cannot become
+    ``geometry``."""
+    other = await ranges.overlapping(connection, geometry, other_than=stored.id)
+    if other is not None:
+        raise RangeOverlaps(f"{geometry.cidr} overlaps range {other!r}", conflicting_range=other)
+    if geometry.size < stored.geometry.size:
+        count, examples = await ranges.outside(connection, stored, geometry, OUTSIDE_EXAMPLES)
+        if count:
+            raise AllocationsOutsideRange(
+                f"{count} allocated or cooling addresses of range {stored.name!r} lie outside"
+                f" the usable addresses of {geometry.cidr}, such as {examples[0]}",
+                count=count,
+                examples=examples,
+            )
 
 
 async def get_range(engine: AsyncEngine, name: str) -> Range:
@@ -109,9 +151,10 @@ async def delete_range(engine: AsyncEngine, name: str) -> int:
     """
 
     async def work(connection: AsyncConnection) -> int:
-        # Refused at once when visibly in use, without locking the blocks of a busy range;
+        # Refused at once when visibly in use, without waiting for the writes in a busy range;
         # checked again under the lock.
         stored = _empty(await require(connection, name))
+        await ranges.lock(connection, stored.id)
         await bitmap.drop_blocks(connection, stored.id)
         return await ranges.remove(connection, _empty(await require(connection, name, lock=True)))
 

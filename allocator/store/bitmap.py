@@ -65,6 +65,55 @@ async def create_all_blocks(connection: AsyncConnection, range_id: int, band: Ba
     )
 
 
+# Every block of an eager range and the blocks holding taken addresses (allocated or cooling)
+# of a lazy one, as the range's row describes it now.
+_BUILD = text(
+    """
+WITH taken AS (
+    SELECT p.band, p.block_no, p.bit
+    FROM ip_range r
+    CROSS JOIN LATERAL (SELECT a.ip FROM allocation a WHERE a.range_id = r.id
+                        UNION ALL
+                        SELECT c.ip FROM cooling_address c WHERE c.range_id = r.id) AS t
+    CROSS JOIN LATERAL allocator_locate(r, t.ip) AS p
+    WHERE r.id = :range_id
+),
+filled AS (
+    SELECT t.band, t.block_no,
+           allocator_bits(t.bit, allocator_block_bits(r, t.band, t.block_no)) AS bits,
+           count(*) AS taken
+    FROM taken t, ip_range r
+    WHERE r.id = :range_id
+    GROUP BY t.band, t.block_no
+),
+wanted AS (
+    SELECT b.band, n AS block_no
+    FROM ip_range r,
+         (VALUES (0::smallint), (1::smallint)) AS b(band),
+         generate_series(0, ceil(allocator_band_size(r, b.band) / 4096)::bigint - 1) AS n
+    WHERE r.id = :range_id
+      AND allocator_eager(r)
+    UNION
+    SELECT band, block_no FROM filled
+)
+INSERT INTO bitmap_block (range_id, band, block_no, bits, free)
+SELECT r.id, w.band, w.block_no,
+       coalesce(f.bits, allocator_empty_block(allocator_block_bits(r, w.band, w.block_no))),
+       allocator_block_bits(r, w.band, w.block_no) - coalesce(f.taken, 0)
+FROM ip_range r
+CROSS JOIN wanted w
+LEFT JOIN filled f ON f.band = w.band AND f.block_no = w.block_no
+WHERE r.id = :range_id
+"""
+)
+
+
+async def build_blocks(connection: AsyncConnection, range_id: int) -> None:
+    """Create the blocks of a range that has none, for its geometry as stored, with a set bit
+    for each of its allocated and cooling addresses."""
+    await connection.execute(_BUILD, {"range_id": range_id})
+
+
 async def drop_blocks(connection: AsyncConnection, range_id: int) -> None:
     """Delete every block of a range, waiting for allocations in flight to end first.
 

@@ -83,3 +83,14 @@ def execute_script(connection: Connection, path: Path) -> None:
     percent signs are not bind parameters."""
     for statement in statements(path.read_text()):
         connection.exec_driver_sql(statement)
+
+
+def function_definition(path: Path, name: str) -> str:
+    """Return the ``CREATE [OR REPLACE] FUNCTION name(...) ... $$;`` statement of the SQL file
+    ``path``, as ``CREATE OR REPLACE``: a downgrade puts back an earlier migration's function."""
+    source = path.read_text()
+    start = source.index(f" FUNCTION {name}(")
+    start = source.rindex("CREATE", 0, start)
+    body = source.index("$$", source.index("$$", start) + 2)
+    statement = source[start : source.index(";", body) + 1]
+    return "CREATE OR REPLACE FUNCTION" + statement.split("FUNCTION", 1)[1]

@@ -19,14 +19,19 @@ from allocator.store.event_log import bump_head, event_json
 
 _COLUMNS = (
     "id, name, cidr, allocated, created_at, revision, static_allocated, cooling,"
-    " release_cooldown_seconds"
+    " release_cooldown_seconds, allocatable"
 )
 
 _BY_NAME = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name")
 _BY_NAME_LOCKED = text(f"SELECT {_COLUMNS} FROM ip_range WHERE name = :name FOR UPDATE")
 _ALL = text(f"SELECT {_COLUMNS} FROM ip_range ORDER BY name")
 _CONTAINING = text(f"SELECT {_COLUMNS} FROM ip_range WHERE cidr >>= CAST(:ip AS inet)")
-_OVERLAPPING = text("SELECT name FROM ip_range WHERE cidr && CAST(:cidr AS cidr) LIMIT 1")
+_OVERLAPPING = text(
+    "SELECT name FROM ip_range"
+    " WHERE cidr && CAST(:cidr AS cidr) AND id IS DISTINCT FROM :other_than"
+    " LIMIT 1"
+)
+_LOCK = text("SELECT allocator_range_lock(:id)")
 
 _INSERT = text(
     "INSERT INTO ip_range"
@@ -74,6 +79,7 @@ def _range(row: Row[Any]) -> Range:
         static_allocated=row.static_allocated,
         cooling=row.cooling,
         release_cooldown_seconds=row.release_cooldown_seconds,
+        allocatable=row.allocatable,
     )
 
 
@@ -94,9 +100,19 @@ async def containing(connection: AsyncConnection, ip: netaddr.IPAddress) -> Rang
     return _range(row) if row else None
 
 
-async def overlapping(connection: AsyncConnection, geometry: ServiceRange) -> str | None:
-    """Return the name of a range overlapping ``geometry``, or None."""
-    return (await connection.execute(_OVERLAPPING, {"cidr": geometry.cidr})).scalar()
+async def overlapping(
+    connection: AsyncConnection, geometry: ServiceRange, *, other_than: int | None = None
+) -> str | None:
+    """Return the name of a range overlapping ``geometry`` (other than the range of id
+    ``other_than``), or None."""
+    params = {"cidr": geometry.cidr, "other_than": other_than}
+    return (await connection.execute(_OVERLAPPING, params)).scalar()
+
+
+async def lock(connection: AsyncConnection, range_id: int) -> None:
+    """Take the range's lock of its geometry until commit, waiting for the writes in flight in
+    it; writes that arrive meanwhile wait for this transaction (migration 0006)."""
+    await connection.execute(_LOCK, {"id": range_id})
 
 
 async def add(
@@ -145,17 +161,82 @@ async def add(
     return dataclasses.replace(draft, revision=revision)
 
 
-COLUMNS_SET = {"release_cooldown_seconds": "release_cooldown_seconds"}
-"""The columns a change of a range sets as given, by field."""
+COLUMNS_SET = {
+    "release_cooldown_seconds": "release_cooldown_seconds",
+    "allocatable": "allocatable",
+}
+"""The columns a change of a range sets as given, by field (``cidr`` is a resize)."""
+
+_RESIZE = text(
+    "UPDATE ip_range r"
+    " SET cidr = CAST(:cidr AS cidr),"
+    "     size = :size,"
+    "     static_size = :static_size,"
+    "     static_allocated = ("
+    "         SELECT count(*)"
+    "         FROM allocation a"
+    "         WHERE a.range_id = r.id"
+    "           AND a.ip > network(CAST(:cidr AS cidr))"
+    "           AND a.ip <= network(CAST(:cidr AS cidr)) + :static_size)"
+    " WHERE id = :id"
+)
+_OUTSIDE = text(
+    "SELECT count(*) OVER () AS total, host(t.ip) AS ip"
+    " FROM (SELECT ip FROM allocation WHERE range_id = :id"
+    "       UNION ALL"
+    "       SELECT ip FROM cooling_address WHERE range_id = :id) AS t"
+    " WHERE NOT coalesce(allocator_offset(t.ip, CAST(:cidr AS cidr)) BETWEEN 1 AND :size, false)"
+    " ORDER BY t.ip"
+    " LIMIT :most"
+)
 
 
-async def update(connection: AsyncConnection, stored: Range, changes: dict[str, Any]) -> str:
-    """Set the columns of ``changes`` (fields of ``COLUMNS_SET``) on the locked range ``stored``
-    and append RANGE_UPDATED; return the Range object after the change as JSON."""
-    assignments = ", ".join(f"{COLUMNS_SET[field]} = :{field}" for field in changes)
-    await connection.execute(
-        text(f"UPDATE ip_range SET {assignments} WHERE id = :id"), {"id": stored.id, **changes}
-    )
+async def outside(
+    connection: AsyncConnection, stored: Range, geometry: ServiceRange, most: int
+) -> tuple[int, list[str]]:
+    """Return how many allocated or cooling addresses of ``stored`` are not usable addresses of
+    ``geometry``, and up to ``most`` of them in address order."""
+    rows = (
+        await connection.execute(
+            _OUTSIDE,
+            {"id": stored.id, "cidr": geometry.cidr, "size": geometry.size, "most": most},
+        )
+    ).all()
+    return (rows[0].total if rows else 0), [row.ip for row in rows]
+
+
+async def update(
+    connection: AsyncConnection,
+    stored: Range,
+    changes: dict[str, Any],
+    geometry: ServiceRange | None = None,
+) -> str:
+    """Set the columns of ``changes`` (fields of ``COLUMNS_SET``) on the range ``stored``, held
+    under its lock (``lock``), resize it to ``geometry`` when given, and append RANGE_UPDATED;
+    return the Range object after the change as JSON.
+
+    A resize keeps every allocation and cooling address: the blocks are dropped first (blocks
+    before the range row, the order every writer takes them in), then built again from the
+    rows for the new geometry, and the static band's count is taken from the rows.
+    """
+    if geometry is not None:
+        await bitmap.drop_blocks(connection, stored.id)
+        await connection.execute(
+            _RESIZE,
+            {
+                "id": stored.id,
+                "cidr": geometry.cidr,
+                "size": geometry.size,
+                "static_size": geometry.static_band.size,
+            },
+        )
+        await bitmap.build_blocks(connection, stored.id)
+    columns = {field: value for field, value in changes.items() if field in COLUMNS_SET}
+    if columns:
+        assignments = ", ".join(f"{COLUMNS_SET[field]} = :{field}" for field in columns)
+        await connection.execute(
+            text(f"UPDATE ip_range SET {assignments} WHERE id = :id"), {"id": stored.id, **columns}
+        )
     document: str = (await connection.execute(_PUBLISH_UPDATED, {"id": stored.id})).scalar_one()
     return document
 

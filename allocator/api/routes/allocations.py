@@ -68,6 +68,7 @@ Owner = Annotated[
             errors.OwnerHasAllocation,
             errors.IPCoolingDown,
             errors.RangeFull,
+            errors.RangeNotAllocatable,
             errors.Forbidden,
             errors.RequestTooLarge,
         ),

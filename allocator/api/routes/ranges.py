@@ -82,15 +82,27 @@ _PATCH_BODY = {"schema": {"$ref": "#/components/schemas/RangePatch"}}
     response_model=RangeRead,
     response_description="Changed, at a new revision (none when nothing changed)",
     dependencies=[AdministersJson],
-    responses=refusals(errors.RangeNotFound, errors.Forbidden, errors.RequestTooLarge),
+    responses=refusals(
+        errors.RangeNotFound,
+        errors.RangeOverlaps,
+        errors.AllocationsOutsideRange,
+        errors.Forbidden,
+        errors.RequestTooLarge,
+    ),
     openapi_extra={
         "requestBody": {"content": {MERGE_PATCH: _PATCH_BODY, "application/json": _PATCH_BODY}}
     },
 )
 async def change_range(body: RangePatch, engine: EngineDep, name: str = RangeName) -> Response:
     """A JSON merge patch (`application/merge-patch+json` or `application/json`) of the members
-    to change; the others stay. Each change takes a revision and publishes `RANGE_UPDATED`
-    with the new Range object. A new `release_cooldown_seconds` applies to later releases."""
+    to change; the others stay. Each change is one transaction that takes a revision and
+    publishes `RANGE_UPDATED` with the new Range object.
+
+    `cidr` grows the range to a CIDR that contains it or shrinks it to one it contains: every
+    allocation keeps its address and the static band is recomputed; a shrink that would leave
+    addresses out is `allocations-outside-range`. `allocatable: false` drains the range: no new
+    allocation (`range-not-allocatable`), while its allocations, their retries and releases go on.
+    A new `release_cooldown_seconds` applies to later releases."""
     change = RangeChange(**body.model_dump(exclude_unset=True))
     return json_response(await audited.change_range(engine, name, change))
 
