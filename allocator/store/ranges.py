@@ -171,13 +171,13 @@ _RESIZE = text(
     "UPDATE ip_range r"
     " SET cidr = CAST(:cidr AS cidr),"
     "     size = :size,"
-    "     static_size = :static_size,"
+    "     static_size = CAST(:static_size AS integer),"
     "     static_allocated = ("
     "         SELECT count(*)"
     "         FROM allocation a"
     "         WHERE a.range_id = r.id"
-    "           AND a.ip > network(CAST(:cidr AS cidr))"
-    "           AND a.ip <= network(CAST(:cidr AS cidr)) + :static_size)"
+    "           AND allocator_offset(a.ip, CAST(:cidr AS cidr))"
+    "               <= CAST(:static_size AS integer))"
     " WHERE id = :id"
 )
 _OUTSIDE = text(
