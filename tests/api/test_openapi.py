@@ -147,6 +147,7 @@ def test_each_response_names_its_problem_types_and_their_members(document: dict[
         "owner-has-allocation",
         "ip-cooling-down",
         "range-full",
+        "range-not-allocatable",
     }
     assert problem_types(document, allocate["422"]) == {
         "invalid-request",
