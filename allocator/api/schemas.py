@@ -151,21 +151,13 @@ class RangePatch(BaseModel):
 
     # Typed without None: in a merge patch a null removes a member, and no member of a range
     # can be removed (absent, it is left as it is).
-    cidr: str = Field(
-        default=None,
-        min_length=1,
-        max_length=64,
-        pattern=CIDR_PATTERN,
-        description="grow the range to a CIDR that contains it, or shrink it to one it contains "
-        "(same family, the prefix limits of creation); every allocation keeps its address",
-        json_schema_extra=_no_default,
+    cidr: Annotated[str, Field(min_length=1, max_length=64, pattern=CIDR_PATTERN)] = absent_or(
+        "grow the range to a CIDR that contains it, or shrink it to one it contains (same "
+        "family, the prefix limits of creation); every allocation keeps its address"
     )
-    allocatable: bool = Field(
-        default=None,
-        strict=True,
-        description="false drains the range (no new allocation; existing ones, their retries "
-        "and releases go on); true serves again",
-        json_schema_extra=_no_default,
+    allocatable: Annotated[bool, Field(strict=True)] = absent_or(
+        "false drains the range (no new allocation; existing ones, their retries and releases "
+        "go on); true serves again"
     )
     release_cooldown_seconds: ReleaseCooldown = absent_or(
         "seconds a released address cools down, 0 to 86400"

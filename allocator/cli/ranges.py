@@ -1,8 +1,9 @@
-"""``allocator ranges``: list, show (with an occupancy map), create and delete ranges."""
+"""``allocator ranges``: list, show (with an occupancy map), create, resize, drain, resume and
+delete ranges."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Group, RenderableType
@@ -43,6 +44,7 @@ def ranges_table(items: list[Range]) -> Table:
         "USE>",
         "COOL-DOWN>",
         "",
+        "STATE",
     )
     for r in items:
         drawn.add_row(
@@ -56,6 +58,7 @@ def ranges_table(items: list[Range]) -> Table:
             percent(r["allocated"], r["size"]),
             cooldown(r),
             bar(r["allocated"], r["size"]),
+            state(r),
         )
     return drawn
 
@@ -72,6 +75,11 @@ CooldownOption = Annotated[
         help="Seconds a released address cools down before another owner may take it.",
     ),
 ]
+
+
+def state(r: Range) -> Text:
+    """``serving``, or ``drained`` (no new allocation) in yellow."""
+    return Text("serving") if r["allocatable"] else Text("drained", style="yellow")
 
 
 @app.command("list")
@@ -115,8 +123,42 @@ def set_range(
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Change a range's cool-down (it applies to later releases)."""
+    change(name, server, output, release_cooldown_seconds=release_cooldown_seconds)
+
+
+@app.command("resize")
+def resize(
+    name: Name,
+    cidr: Annotated[
+        str, typer.Argument(help="A CIDR that contains the range's (grow) or lies in it (shrink).")
+    ],
+    server: ServerOption = DEFAULT_SERVER,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Grow or shrink a range in place: every allocation keeps its address (a shrink that would
+    leave some out is refused, naming them)."""
+    change(name, server, output, cidr=cidr)
+
+
+@app.command("drain")
+def drain(
+    name: Name, server: ServerOption = DEFAULT_SERVER, output: OutputOption = Format.TABLE
+) -> None:
+    """Stop new allocations from a range; what it holds stays, and can be released."""
+    change(name, server, output, allocatable=False)
+
+
+@app.command("resume")
+def resume(
+    name: Name, server: ServerOption = DEFAULT_SERVER, output: OutputOption = Format.TABLE
+) -> None:
+    """Let a drained range serve new allocations again."""
+    change(name, server, output, allocatable=True)
+
+
+def change(name: str, server: str, output: Format, **changes: Any) -> None:
     with connected(server) as api:
-        changed = api.change_range(name, release_cooldown_seconds=release_cooldown_seconds)
+        changed = api.change_range(name, **changes)
     emit(changed, output, lambda: ranges_table([changed]))
 
 
@@ -132,7 +174,10 @@ def occupancy_view(occupancy: Occupancy) -> RenderableType:
     """Return the counts, the bands and the map of ``ranges show``."""
     r = occupancy["range"]
     heading = Text.assemble(
-        (r["name"], "bold"), f"  {r['cidr']}  {r['family']}  at revision {occupancy['revision']}"
+        (r["name"], "bold"),
+        f"  {r['cidr']}  {r['family']}  ",
+        state(r),
+        f"  at revision {occupancy['revision']}",
     )
     totals = Text(
         f"size {count(r['size'])}   allocated {count(r['allocated'])}"

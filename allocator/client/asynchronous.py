@@ -66,9 +66,22 @@ class AsyncAllocatorClient:
         result: Range = await self.send(calls.create_range(name, cidr, release_cooldown_seconds))
         return result
 
-    async def change_range(self, name: str, *, release_cooldown_seconds: int) -> Range:
-        """Change the range's cool-down (for later releases); return the range after it."""
-        call = calls.change_range(name, release_cooldown_seconds=release_cooldown_seconds)
+    async def change_range(
+        self,
+        name: str,
+        *,
+        cidr: str | None = None,
+        allocatable: bool | None = None,
+        release_cooldown_seconds: int | None = None,
+    ) -> Range:
+        """Resize the range to ``cidr``, drain it (``allocatable=False``) or serve again, or
+        change its cool-down, in one change; return the range after it."""
+        call = calls.change_range(
+            name,
+            cidr=cidr,
+            allocatable=allocatable,
+            release_cooldown_seconds=release_cooldown_seconds,
+        )
         result: Range = await self.send(call)
         return result
 

@@ -35,8 +35,8 @@ def create_range(name: str, cidr: str, release_cooldown_seconds: int | None = No
 
 
 def change_range(name: str, **changes: Any) -> Call:
-    """A merge patch of the range: only the members given change."""
-    return Call("PATCH", f"/v1/ranges/{quote(name, safe='')}", json=changes)
+    """A merge patch of the range: only the members given (not None) change."""
+    return Call("PATCH", f"/v1/ranges/{quote(name, safe='')}", json=_present(**changes))
 
 
 def list_ranges() -> Call:

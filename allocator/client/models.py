@@ -21,6 +21,7 @@ class Range(TypedDict):
     free: int
     static_band: StaticBand
     release_cooldown_seconds: int
+    allocatable: bool
     created_at: str
     revision: int
 

@@ -11,7 +11,8 @@ order and keep ``state``, the ranges and allocations the events describe:
 - the first connection lists (``initial=true``): one RANGE_ADDED per range and one ALLOCATED per
   allocation at one revision S, then a BOOKMARK with ``initial_end``. The list is gathered aside
   and becomes ``state`` at once at that bookmark, so ``state`` is never half a list;
-- after that, each live event changes ``state`` by exactly one entry;
+- after that, each live event changes ``state`` by exactly one entry (a RANGE_UPDATED replaces
+  the range it names);
 - a lost connection, a server restart, the end of a stream or an ERROR event: it reconnects with
   exponential backoff and jitter and resumes after the last revision seen (bookmarks advance it);
 - a 410 (the revisions it needs were compacted, or lost in a failover of the database): it lists
@@ -210,7 +211,8 @@ class Cursor:
             self._allocations[event["allocation"]["ip"]] = event["allocation"]
         elif kind == "RELEASED":
             self._allocations.pop(event["allocation"]["ip"], None)
-        elif kind == "RANGE_ADDED":
+        elif kind in ("RANGE_ADDED", "RANGE_UPDATED"):
+            # An update replaces the range whole: a resize changes its CIDR and bands.
             self._ranges[event["range"]["name"]] = event["range"]
         elif kind == "RANGE_REMOVED":
             self._ranges.pop(event["range"]["name"], None)
