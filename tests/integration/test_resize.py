@@ -180,9 +180,7 @@ async def test_resize_across_the_eager_and_lazy_geometries(
     await resize(engine, "r", new)
     await assert_resized(engine, allocator, "r", new, held, filled=False)
     async with engine.connect() as connection:
-        blocks = (
-            await connection.execute(text("SELECT count(*) FROM bitmap_block"))
-        ).scalar_one()
+        blocks = (await connection.execute(text("SELECT count(*) FROM bitmap_block"))).scalar_one()
     g = geometry(new)
     if g.eager:
         assert blocks == g.static_band.block_count + g.dynamic_band.block_count
@@ -305,9 +303,7 @@ async def test_concurrent_writers_are_serialized_with_resizes(
     assert await assert_consistent(engine) == set(held.values())
     assert (await verify(engine)).consistent
     async with engine.connect() as connection:
-        rows = dict(
-            (await connection.execute(text("SELECT owner, ip FROM allocation"))).all()
-        )
+        rows = dict((await connection.execute(text("SELECT owner, ip FROM allocation"))).all())
     assert {o: IP(str(ip)) for o, ip in rows.items()} == held, "nothing lost"
 
 
