@@ -12,11 +12,15 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from allocator.domain.errors import RangeNotAllocatable
+from allocator.service import ranges
 from allocator.service.allocator import AllocationRequest, Allocator
 from allocator.settings import Settings
 from allocator.store import migration
 from allocator.store.database import create_engine, create_pool
 from tests.integration.consistency import assert_consistent
+
+IP = netaddr.IPAddress
 
 # What the previous version wrote for two ranges and three allocations: a /24 with .3 in its
 # static band and .100 in its dynamic band, a lazy IPv6 /64 with one address in the far half of
@@ -159,6 +163,88 @@ async def test_upgrade_from_0004_keeps_the_write_path_data_and_adds_cool_down(
         async with engine.connect() as connection:
             cooling = (await connection.execute(text("SELECT cooling FROM ip_range"))).scalar_one()
         assert cooling == 1
+    finally:
+        if pool is not None:
+            await pool.close()
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+# Revision 0005's own write path wrote these: two ranges (one with a cool-down), allocations, a
+# release that cools down, and a RANGE_UPDATED.
+REVISION_0005_DATA = """
+INSERT INTO ip_range (name, cidr, family, size, static_size, release_cooldown_seconds,
+                      created_at, revision)
+VALUES ('v4', '10.1.1.0/24', 'IPv4', 254, 16, 600, now(), 0),
+       ('v6', 'fd00:1::/120', 'IPv6', 255, 16, 0, now(), 0);
+INSERT INTO bitmap_block (range_id, band, block_no, bits, free)
+SELECT r.id, b.band, 0, decode(repeat('00', (b.n + 7) / 8), 'hex'), b.n
+FROM ip_range r, (VALUES (0, 16), (1, 238)) AS b(band, n)
+WHERE r.name = 'v4'
+UNION ALL
+SELECT r.id, b.band, 0, decode(repeat('00', (b.n + 7) / 8), 'hex'), b.n
+FROM ip_range r, (VALUES (0, 16), (1, 239)) AS b(band, n)
+WHERE r.name = 'v6';
+SELECT count(*) FROM allocator_write(ARRAY['allocate', 'allocate', 'allocate', 'release'],
+                                     ARRAY['a', 'b', 'c', NULL],
+                                     ARRAY[NULL, '10.1.1.9', NULL, '10.1.1.9']::inet[],
+                                     ARRAY['v4', NULL, 'v6', NULL],
+                                     ARRAY[NULL, NULL, NULL, NULL]::text[],
+                                     ARRAY['{}', '{}', '{}', NULL]::jsonb[]);
+"""
+
+
+async def test_upgrade_from_0005_keeps_cooling_addresses_and_ranges_can_resize_and_drain(
+    database_url: str,
+) -> None:
+    name = f"allocator_upgrade_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(database_url).set(database=name).render_as_string(False)
+    settings = Settings(database_url=url, pool_size=2)
+    engine = create_engine(url, settings)
+
+    def to_0005(connection: Connection) -> None:
+        command.upgrade(migration.alembic_config(connection), "0005")
+        for statement in migration.statements(REVISION_0005_DATA):
+            connection.exec_driver_sql(statement)
+
+    pool: Any = None
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(to_0005)
+        await migration.upgrade(engine)
+        pool = await create_pool(url, settings)
+        async with engine.connect() as connection:
+            documents = (
+                (
+                    await connection.execute(
+                        text("SELECT range_json(r) FROM ip_range r ORDER BY name")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert [(d["allocated"], d["cooling"], d["allocatable"]) for d in documents] == [
+            (1, 1, True),
+            (1, 0, True),
+        ]
+        before = await assert_consistent(engine)
+        allocator = Allocator(pool)
+        held, created = await allocator.allocate(AllocationRequest(owner="a"))
+        assert (created, {held.ip} < before) == (False, True)
+        await ranges.change_range(engine, "v4", ranges.RangeChange(cidr="10.1.0.0/22"))
+        await ranges.change_range(engine, "v6", ranges.RangeChange(allocatable=False))
+        assert await assert_consistent(engine) == before, "kept through the resize"
+        with pytest.raises(RangeNotAllocatable):
+            await allocator.allocate(AllocationRequest(owner="d", range="v6"))
+        back, created = await allocator.allocate(AllocationRequest(owner="b", ip=IP("10.1.1.9")))
+        assert created and back.ip == IP("10.1.1.9"), "the cooling address is its releaser's"
+        assert (await ranges.get_range(engine, "v4")).cooling == 0
+        async with engine.connect() as connection:
+            head = (await connection.execute(text("SELECT revision FROM log_head"))).scalar_one()
+        assert head == 4 + 3, "revisions go on from the old head"
     finally:
         if pool is not None:
             await pool.close()
