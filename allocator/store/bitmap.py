@@ -37,6 +37,9 @@ _LOCK = text(
     " WHERE range_id = :range_id AND band = :band AND block_no = :block_no FOR UPDATE"
 )
 _DROP = text("DELETE FROM bitmap_block WHERE range_id = :range_id")
+_DROP_ONE = text(
+    "DELETE FROM bitmap_block WHERE range_id = :range_id AND band = :band AND block_no = :block_no"
+)
 _CREATE_ALL = text(
     "INSERT INTO bitmap_block (range_id, band, block_no, bits, free)"
     " SELECT :range_id, :band, n,"
@@ -123,6 +126,11 @@ async def drop_blocks(connection: AsyncConnection, range_id: int) -> None:
     order allocations take them in, so deleting a range cannot deadlock with an allocation.
     """
     await connection.execute(_DROP, {"range_id": range_id})
+
+
+async def drop_block(connection: AsyncConnection, range_id: int, band: int, block_no: int) -> None:
+    """Delete one block (one no band of the range's geometry has)."""
+    await connection.execute(_DROP_ONE, {"range_id": range_id, "band": band, "block_no": block_no})
 
 
 async def lock_block(

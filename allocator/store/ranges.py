@@ -32,6 +32,8 @@ _OVERLAPPING = text(
     " LIMIT 1"
 )
 _LOCK = text("SELECT allocator_range_lock(:id)")
+_SHARE = text("SELECT allocator_share_range_lock(:id)")
+_CIDR = text("SELECT cidr FROM ip_range WHERE id = :id")
 
 _INSERT = text(
     "INSERT INTO ip_range"
@@ -113,6 +115,14 @@ async def lock(connection: AsyncConnection, range_id: int) -> None:
     """Take the range's lock of its geometry until commit, waiting for the writes in flight in
     it; writes that arrive meanwhile wait for this transaction (migration 0006)."""
     await connection.execute(_LOCK, {"id": range_id})
+
+
+async def shared_cidr(connection: AsyncConnection, range_id: int) -> str | None:
+    """Take the range's lock of its geometry shared until commit (as a write does: no resize
+    meanwhile) and return its CIDR as it is then, or None when the range is gone."""
+    await connection.execute(_SHARE, {"id": range_id})
+    cidr = (await connection.execute(_CIDR, {"id": range_id})).scalar()
+    return None if cidr is None else str(cidr)
 
 
 async def add(

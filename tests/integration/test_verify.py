@@ -14,6 +14,7 @@ from allocator.domain.errors import IPAlreadyAllocated, RangeFull
 from allocator.service import ranges
 from allocator.service.allocator import AllocationRequest, Allocator
 from allocator.service.verify import Kind, Report, Resolution, verify
+from allocator.service.verify.repair import repair
 from tests.integration.consistency import assert_consistent
 
 NONE = dict.fromkeys((str(k) for k in Kind), 0)
@@ -246,3 +247,40 @@ async def test_a_cooling_address_is_no_leak_and_its_clear_bit_is_found(
     assert all(f.outcome is Resolution.REPAIRED for f in repaired.findings)
     await assert_clean(engine)
     assert (await ranges.get_range(engine, "small")).cooling == 2
+
+
+async def test_a_bit_outside_the_geometry_after_a_shrink_is_found_and_its_block_dropped(
+    engine: AsyncEngine, small: int
+) -> None:
+    await ranges.change_range(engine, "small", ranges.RangeChange(cidr="10.0.0.0/25"))
+    await assert_clean(engine)
+    # A dynamic block the /25 does not have (it has one), with a bit set.
+    await sql(
+        engine,
+        "INSERT INTO bitmap_block (range_id, band, block_no, bits, free)"
+        " VALUES (:id, 1, 1, set_bit(decode(repeat('00', 512), 'hex'), 7, 1), 4095)",
+        id=small,
+    )
+    report = await verify(engine)
+    assert report.counts() == found(report, leak=1, count_drift=1)
+    assert "outside the geometry of 10.0.0.0/25" in report.findings[0].detail
+    repaired = await verify(engine, repair=True)
+    assert all(f.outcome is Resolution.REPAIRED for f in repaired.findings)
+    await assert_clean(engine)
+
+
+async def test_a_repair_after_a_resize_leaves_the_block_alone(
+    engine: AsyncEngine, small: int
+) -> None:
+    await sql(
+        engine,
+        "UPDATE bitmap_block SET bits = set_bit(bits, 100, 1), free = free - 1"
+        " WHERE range_id = :id AND band = 1",
+        id=small,
+    )
+    report = await verify(engine)
+    assert report.counts() == found(report, leak=1, count_drift=1)
+    await ranges.change_range(engine, "small", ranges.RangeChange(cidr="10.0.0.0/23"))
+    # The check's geometry is gone: the repair must not clear bit 100 of the new geometry.
+    await repair(engine, report)
+    assert [f.outcome for f in report.findings if f.kind is Kind.LEAK] == [Resolution.GONE]

@@ -6,7 +6,8 @@ READ snapshot, range by range, merging each range's blocks and allocation rows i
 (so memory holds one page of each, whatever the range's size). Findings:
 
     leak          a set bit without an allocation row, nor a cooling record (the address can
-                  never be handed out); a cooling address's bit is set and is no leak
+                  never be handed out); a cooling address's bit is set and is no leak. A set bit
+                  of a block the range's geometry has not (after a resize) is one too
     missing-bit   an allocation row whose bit is clear (the address could be handed out twice)
     cooling-missing-bit
                   a cooling record whose bit is clear (the address could be handed out while
@@ -17,10 +18,11 @@ READ snapshot, range by range, merging each range's blocks and allocation rows i
     log-gap       revisions between ``log_head.compacted + 1`` and the head with no event
 
 The allocation rows are the truth: a repair makes the bits follow the rows and the counts follow
-the bits. Each repair is a short transaction that takes the locks an allocation takes (the block,
-then the range's count row; an allocation row before the log head, as a release does) and checks
-again under them before it writes, so a finding that a concurrent allocation or release resolved
-is left alone (reported ``gone``). A removed out-of-range row is a RELEASED event, appended through
+the bits. Each repair is a short transaction that takes the locks an allocation takes (the range's
+shared lock, the block, then the range's count row; an allocation row before the log head, as a
+release does) and checks again under them before it writes, so a finding that a concurrent
+allocation or release resolved, or that a resize since the check made moot, is left alone
+(reported ``gone``). A removed out-of-range row is a RELEASED event, appended through
 the same head bump as every change. A log gap cannot be repaired: the events are lost.
 """
 

@@ -151,10 +151,15 @@ async def _check_range(
                 Kind.MISSING_BIT, f"{ip} is allocated but its bit is clear", ip=ip, bit=bit, **where
             )
         for bit in sorted(taken - valid):
+            past = (
+                f"past the block's {size} addresses"
+                if size
+                else f"outside the geometry of {geometry.cidr} (no such block)"
+            )
             finding(
                 Kind.LEAK,
                 f"bit {bit} of {block.band.name.lower()} block {block.block_no} is set but lies "
-                f"past the block's {size} addresses",
+                + past,
                 bit=bit,
                 **where,
             )

@@ -16,7 +16,7 @@ from allocator.domain.errors import IPNotInRange
 from allocator.domain.range import ServiceRange
 from allocator.service.unit_of_work import run
 from allocator.service.verify.report import Finding, Kind, Report, Resolution
-from allocator.store import allocations, bitmap, consistency
+from allocator.store import allocations, bitmap, consistency, ranges
 
 
 async def repair(engine: AsyncEngine, report: Report) -> None:
@@ -64,11 +64,17 @@ async def _repair_block(
     block_no: int,
     group: list[Finding],
 ) -> None:
-    """Make one block's bits follow the rows and its free count follow its bits, under its lock."""
+    """Make one block's bits follow the rows and its free count follow its bits, under its lock
+    (and the range's shared lock: no resize meanwhile); drop a block the geometry has not."""
+    if await ranges.shared_cidr(connection, range_id) != geometry.cidr:
+        for finding in group:  # resized or deleted since the check: check again
+            finding.outcome = Resolution.GONE
+        return
     band = geometry.band(kind)
-    if not 0 <= block_no < band.block_count:  # a block no band has: nothing safe to do
+    if not 0 <= block_no < band.block_count:  # a block no band has: nothing can be in it
+        await bitmap.drop_block(connection, range_id, kind, block_no)
         for finding in group:
-            finding.outcome = Resolution.KEPT
+            finding.outcome = Resolution.REPAIRED
         return
     size = band.block_bits(block_no)
     bits = (await bitmap.lock_block(connection, range_id, band, block_no, eager=False)).bits
