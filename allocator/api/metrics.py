@@ -6,6 +6,8 @@ Names follow kube-apiserver's ClusterIP allocator metrics, so dashboards carry o
     allocator_allocated_ips{range}                          gauge, from the database at scrape time
     allocator_available_ips{range}                          gauge, from the database at scrape time
     allocator_cooling_ips{range}                            gauge, released and cooling down
+    allocator_range_size{range}                             gauge, usable addresses (a resize changes it)
+    allocator_range_allocatable{range}                      gauge, 0 while the range is drained
     allocator_event_revision                                gauge, the log head at scrape time
     allocator_database_up                                   gauge, 0 when the scrape could not read it
     allocator_allocation_total{range,scope}                 counter, new allocations (static|dynamic)
@@ -63,15 +65,27 @@ class StoreCollector(Collector):
             "Released addresses of a range still cooling down (neither allocated nor free).",
             labels=["range"],
         )
+        size = GaugeMetricFamily(
+            "allocator_range_size",
+            "Usable addresses of a range (it changes with a resize).",
+            labels=["range"],
+        )
+        allocatable = GaugeMetricFamily(
+            "allocator_range_allocatable",
+            "Whether a range serves new allocations (1) or is drained (0).",
+            labels=["range"],
+        )
         for one in self.totals.ranges:
             allocated.add_metric([one.name], one.allocated)
             available.add_metric([one.name], one.free)
             cooling.add_metric([one.name], one.cooling)
+            size.add_metric([one.name], one.geometry.size)
+            allocatable.add_metric([one.name], int(one.allocatable))
         revision = GaugeMetricFamily(
             "allocator_event_revision", "Revision of the newest change in the event log."
         )
         revision.add_metric([], self.totals.revision)
-        yield from (allocated, available, cooling, revision)
+        yield from (allocated, available, cooling, size, allocatable, revision)
 
 
 class Metrics:

@@ -129,3 +129,17 @@ async def test_cooling_gauge_and_batch_sizes(client: httpx.AsyncClient) -> None:
     assert value(found, "allocator_batch_requests_bucket", le="5.0") == 2
     assert value(found, "allocator_batch_errors_total", reason="batch-failed") == 1
     assert value(found, "allocator_allocation_total", range="c", scope="dynamic") == 5
+
+
+async def test_a_resize_and_a_drain_show_in_the_range_gauges(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/ranges", json={"name": "a", "cidr": "10.0.0.0/24"})
+    before = samples((await client.get("/metrics")).text)
+    assert (
+        value(before, "allocator_range_size", range="a"),
+        value(before, "allocator_range_allocatable", range="a"),
+    ) == (254, 1)
+    await client.patch("/v1/ranges/a", json={"cidr": "10.0.0.0/23", "allocatable": False})
+    after = samples((await client.get("/metrics")).text)
+    assert value(after, "allocator_range_size", range="a") == 510
+    assert value(after, "allocator_available_ips", range="a") == 510
+    assert value(after, "allocator_range_allocatable", range="a") == 0
