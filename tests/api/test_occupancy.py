@@ -77,3 +77,23 @@ async def test_unknown_range_is_404(client: httpx.AsyncClient) -> None:
     assert (response.status_code, response.json()["type"]) == (404, "range-not-found")
     too_many = await client.get("/v1/ranges/nope/occupancy", params={"cells": 100000})
     assert too_many.status_code == 422
+
+
+async def test_the_map_follows_a_grow_that_moves_the_network_address(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post("/v1/ranges", json={"name": "r", "cidr": "10.41.1.0/24"})
+    await client.post("/v1/allocations", json={"owner": "a", "ip": "10.41.1.1"})
+    await client.patch("/v1/ranges/r", json={"cidr": "10.41.0.0/22"})
+    await client.post("/v1/allocations", json={"owner": "b", "ip": "10.41.1.255"})
+    body = (await client.get("/v1/ranges/r/occupancy", params={"cells": 4})).json()
+    assert [(b["band"], b["first"], b["last"], b["used"]) for b in body["bands"]] == [
+        ("static", "10.41.0.1", "10.41.0.64", 0),
+        ("dynamic", "10.41.0.65", "10.41.3.254", 2),
+    ]
+    assert [(c["first"], c["last"], c["used"]) for c in body["cells"]] == [
+        ("10.41.0.1", "10.41.0.255", 0),
+        ("10.41.1.0", "10.41.1.255", 2),
+        ("10.41.2.0", "10.41.2.254", 0),
+        ("10.41.2.255", "10.41.3.254", 0),
+    ]
