@@ -161,3 +161,58 @@ def test_agent_programs_dnat_and_fast_rejects_in_the_namespace(
             agent.terminate()
             _, log = agent.communicate(timeout=10)
     assert "lag 0 revisions" in log, log
+
+
+GROWN = "10.96.0.0/23"
+SHRUNK = "10.96.0.0/25"
+NEW_PART = "10.96.1.50"
+CUT_OFF = "10.96.0.200"
+
+
+def test_agent_follows_a_grow_and_a_shrink_of_the_range(
+    engine: AsyncEngine, database_url: str, namespace: str, tmp_path: Path
+) -> None:
+    # Everything the range may come to cover is routed out of node0, where nothing answers: an
+    # address is refused at once only while a range's reject rule covers it.
+    run("ip", "netns", "exec", namespace, "ip", "route", "add", "10.96.0.0/22", "dev", "node0")
+    (tmp_path / "bin").mkdir()
+    bin_dir = nft_wrapper(tmp_path / "bin", namespace)
+    agent = None
+    try:
+        with running_server(database_url) as base, httpx.Client(base_url=base) as http:
+            assert http.post("/v1/ranges", json={"name": "r", "cidr": RANGE}).status_code == 201
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "allocator", "agent", "--server", base,
+                 "--debounce-ms", "20", "--report-seconds", "1"],
+                env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            assert wait_for(namespace, UNALLOCATED, 80, "REFUSED") == "REFUSED"
+            assert probe(namespace, NEW_PART, 80).startswith("FAILED"), "no range covers it yet"
+
+            grown = http.patch("/v1/ranges/r", json={"cidr": GROWN})
+            assert grown.status_code == 200, grown.text
+            assert wait_for(namespace, NEW_PART, 80, "REFUSED") == "REFUSED"
+            started = time.monotonic()
+            assert probe(namespace, NEW_PART, 80) == "REFUSED"
+            assert time.monotonic() - started < 3, "refused at once, not timed out"
+
+            shrunk = http.patch("/v1/ranges/r", json={"cidr": SHRUNK})
+            assert shrunk.status_code == 200, shrunk.text
+            listed = ""
+            deadline = time.monotonic() + 20
+            while GROWN in listed or SHRUNK not in listed:
+                assert time.monotonic() < deadline, listed
+                time.sleep(0.2)
+                listed = run("ip", "netns", "exec", namespace, "nft", "list", "set", "inet",
+                             "clusterip_allocator", "ranges_v4").stdout  # fmt: skip
+            assert probe(namespace, CUT_OFF, 80).startswith("FAILED"), "no longer rejected"
+            assert probe(namespace, "10.96.0.100", 80) == "REFUSED", "still in the range"
+    finally:
+        log = ""
+        if agent is not None:
+            agent.terminate()
+            _, log = agent.communicate(timeout=10)
+    assert "lag 0 revisions" in log, log
