@@ -88,7 +88,7 @@ async def test_blocks_and_bits_of_an_address_match_the_domain(pool: Any, cidr: s
         rows = await connection.fetch(
             "SELECT (p).band, (p).block_no::text AS block, (p).bit FROM ("
             " SELECT allocator_locate(ROW(0, 'r', $2::cidr, 'x', $3::integer, 0, now(), 0,"
-            "   $4::numeric, 0, 0, 0)::ip_range, ip::inet) AS p"
+            "   $4::numeric, 0, 0, 0, true)::ip_range, ip::inet) AS p"
             " FROM unnest($1::text[]) WITH ORDINALITY AS x(ip, n) ORDER BY n) located",
             [str(a) for a in addresses],
             cidr,
