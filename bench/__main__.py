@@ -36,6 +36,7 @@ from bench import (
     many_ranges,
     reference,
     report,
+    resize,
     round_trips,
     scenarios,
     server,
@@ -203,6 +204,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             say("batch: 1,000 allocations per call")
             results["batch"] = await batch_figures(dsn, plan, throughput[main_name])
             await reset()
+
+            say("resize: a grow of a range holding many allocations, with allocations meanwhile")
+            results["resize"] = await resize.measure(base, args.quick, plan.pool_size)
 
             say(f"database size: {plan.size_allocations:,} allocations in a /64")
             async with database.fresh_database(base) as size_dsn:

@@ -141,6 +141,28 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     )
     console.print(other)
 
+    resized = Table(
+        title=f"Resize online ({results['resize']['clients']} clients allocating in the range meanwhile)"
+    )
+    for column in (
+        "grow",
+        "resize",
+        "allocation p50 before",
+        "allocations during it",
+        "their p50",
+        "their longest",
+    ):
+        resized.add_column(column, justify="left" if column == "grow" else "right")
+    for name, row in results["resize"].items():
+        if name == "clients":
+            continue
+        resized.add_row(
+            name, f"{_number(row['resize_ms'], 0)} ms", f"{_number(row['allocation_p50_ms_before'], 1)} ms",
+            str(row["waiting_allocations"]), f"{_number(row['waited_p50_ms'], 0)} ms",
+            f"{_number(row['waited_max_ms'], 0)} ms",
+        )  # fmt: skip
+    console.print(resized)
+
     targets = Table(title="Targets (ratios measured in this run)")
     for column in ("target", "measured", "ratio", "goal", "met"):
         targets.add_column(column)

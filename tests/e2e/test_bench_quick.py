@@ -160,3 +160,13 @@ def test_fill_takes_the_dynamic_band_first() -> None:
     assert sum(1 for o in offsets if static.contains(o)) == len(offsets) - dynamic.size
     half = fill_offsets(geometry, 0.5, random.Random(1))
     assert not any(static.contains(o) for o in half)
+
+
+def test_resize_figures(results: dict) -> None:
+    resize = results["resize"]
+    cases = [row for name, row in resize.items() if name != "clients"]
+    assert len(cases) == 2
+    for row in cases:
+        assert measured(row["resize_ms"]) and measured(row["waited_max_ms"])
+        assert row["waiting_allocations"] > 0, "allocations overlapped the resize"
+    assert [row["cidr"] for row in cases] == ["10.80.0.0/19", "fd00:80::/100"]
