@@ -182,12 +182,11 @@ _RESIZE = text(
     " SET cidr = CAST(:cidr AS cidr),"
     "     size = :size,"
     "     static_size = CAST(:static_size AS integer),"
-    "     static_allocated = ("
+    "     static_allocated = CASE WHEN CAST(:static_size AS integer) = 0 THEN 0 ELSE ("
     "         SELECT count(*)"
     "         FROM allocation a"
     "         WHERE a.range_id = r.id"
-    "           AND allocator_offset(a.ip, CAST(:cidr AS cidr))"
-    "               <= CAST(:static_size AS integer))"
+    "           AND a.ip BETWEEN CAST(:static_first AS inet) AND CAST(:static_last AS inet)) END"
     " WHERE id = :id"
 )
 _OUTSIDE = text(
@@ -238,6 +237,9 @@ async def update(
                 "cidr": geometry.cidr,
                 "size": geometry.size,
                 "static_size": geometry.static_band.size,
+                # The static band starts at offset 1 (an empty one is counted as holding none).
+                "static_first": str(geometry.address_at(1)),
+                "static_last": str(geometry.address_at(max(geometry.static_band.last, 1))),
             },
         )
         await bitmap.build_blocks(connection, stored.id)

@@ -25,7 +25,6 @@ EARLIER = (
     ("0002_write_path.sql", "allocator_next_range"),
 )
 FUNCTIONS = (
-    "allocator_bits_step(bytea, integer, integer)",
     "allocator_drained(ip_range)",
     "allocator_require_shared(integer, integer[])",
     "allocator_share_ranges(text[], text[], inet[], text[])",
@@ -45,7 +44,6 @@ def downgrade() -> None:
     bind = op.get_bind()
     for file, name in EARLIER:
         bind.exec_driver_sql(function_definition(HERE / file, name))
-    op.execute("DROP AGGREGATE allocator_bits(integer, integer)")
     for function in FUNCTIONS:
         op.execute(f"DROP FUNCTION {function}")
     op.execute("DROP INDEX ix_ip_range_dynamic_free")

@@ -176,17 +176,6 @@ BEGIN
 END
 $$;
 
--- The bits of a block: nbits clear bits with those of the aggregated offsets set.
-CREATE FUNCTION allocator_bits_step(bits bytea, taken integer, nbits integer) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT set_bit(coalesce(bits, allocator_empty_block(nbits)), taken, 1)
-$$;
-
-CREATE AGGREGATE allocator_bits(taken integer, nbits integer) (
-    SFUNC = allocator_bits_step,
-    STYPE = bytea
-);
-
 
 -- allocator_write as migration 0005 wrote it, with the ranges it reads shared (see above) and
 -- drained ranges refused.
