@@ -338,3 +338,21 @@ async def test_writes_that_arrive_during_a_resize_wait_for_it_and_then_succeed(
     kept = [a for a in held[2:] if a.ip not in {m.ip for m in made}]
     assert await assert_consistent(engine) == {a.ip for a in kept + made}
     assert (await verify(engine)).consistent
+
+
+async def test_a_grow_racing_a_creation_in_its_new_part_one_wins(engine: AsyncEngine) -> None:
+    """Only the exclusion constraint can settle this race: the loser is run again and then
+    answers range-overlaps naming the winner."""
+    for n in range(6):
+        await ranges.create_range(engine, f"r{n}", f"10.{60 + n}.0.0/24")
+        outcomes = await asyncio.gather(
+            resize(engine, f"r{n}", f"10.{60 + n}.0.0/23"),
+            ranges.create_range(engine, f"c{n}", f"10.{60 + n}.1.0/24"),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(refused) == 1, outcomes
+        assert isinstance(refused[0], RangeOverlaps)
+        winner = f"c{n}" if refused[0] is outcomes[0] else f"r{n}"
+        assert refused[0].extensions == {"conflicting_range": winner}
+    await assert_consistent(engine)
