@@ -104,6 +104,18 @@ def nft_wrapper(directory: Path, namespace: str) -> Path:
     return directory
 
 
+def start_agent(base: str, bin_dir: Path) -> subprocess.Popen[str]:
+    """The agent, following ``base``, its ``nft`` the one in ``bin_dir``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "allocator", "agent", "--server", base,
+         "--debounce-ms", "20", "--report-seconds", "1"],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
 def test_agent_programs_dnat_and_fast_rejects_in_the_namespace(
     engine: AsyncEngine, database_url: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -129,14 +141,7 @@ def test_agent_programs_dnat_and_fast_rejects_in_the_namespace(
             )
             assert created.status_code == 201, created.text
             assert wait_for(namespace, ENDPOINT, 8080, "ANSWERED") == "ANSWERED the endpoint"
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "allocator", "agent", "--server", base,
-                 "--debounce-ms", "20", "--report-seconds", "1"],
-                env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
+            agent = start_agent(base, bin_dir)
 
             assert wait_for(namespace, VIP, 80, "ANSWERED") == "ANSWERED the endpoint"
             started = time.monotonic()
@@ -181,14 +186,7 @@ def test_agent_follows_a_grow_and_a_shrink_of_the_range(
     try:
         with running_server(database_url) as base, httpx.Client(base_url=base) as http:
             assert http.post("/v1/ranges", json={"name": "r", "cidr": RANGE}).status_code == 201
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "allocator", "agent", "--server", base,
-                 "--debounce-ms", "20", "--report-seconds", "1"],
-                env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
+            agent = start_agent(base, bin_dir)
             assert wait_for(namespace, UNALLOCATED, 80, "REFUSED") == "REFUSED"
             assert probe(namespace, NEW_PART, 80).startswith("FAILED"), "no range covers it yet"
 

@@ -1,5 +1,6 @@
 """Upgrades keep data: a database written by the previous schema upgrades with everything intact."""
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -124,9 +125,12 @@ SELECT count(*) FROM allocator_write(ARRAY['allocate', 'allocate', 'release'],
 """
 
 
-async def test_upgrade_from_0004_keeps_the_write_path_data_and_adds_cool_down(
-    database_url: str,
-) -> None:
+@contextlib.asynccontextmanager
+async def upgraded_from(
+    database_url: str, revision: str, data: str
+) -> AsyncIterator[tuple[AsyncEngine, Any]]:
+    """A database of its own at migration ``revision`` holding ``data`` (SQL that revision's
+    own functions run), upgraded to the newest; yield its engine and request pool."""
     name = f"allocator_upgrade_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -134,17 +138,30 @@ async def test_upgrade_from_0004_keeps_the_write_path_data_and_adds_cool_down(
     settings = Settings(database_url=url, pool_size=2)
     engine = create_engine(url, settings)
 
-    def to_0004(connection: Connection) -> None:
-        command.upgrade(migration.alembic_config(connection), "0004")
-        for statement in migration.statements(REVISION_0004_DATA):
+    def to_revision(connection: Connection) -> None:
+        command.upgrade(migration.alembic_config(connection), revision)
+        for statement in migration.statements(data):
             connection.exec_driver_sql(statement)
 
     pool: Any = None
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(to_0004)
+            await connection.run_sync(to_revision)
         await migration.upgrade(engine)
         pool = await create_pool(url, settings)
+        yield engine, pool
+    finally:
+        if pool is not None:
+            await pool.close()
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_upgrade_from_0004_keeps_the_write_path_data_and_adds_cool_down(
+    database_url: str,
+) -> None:
+    async with upgraded_from(database_url, "0004", REVISION_0004_DATA) as (engine, pool):
         async with engine.connect() as connection:
             document = (
                 await connection.execute(text("SELECT range_json(r) FROM ip_range r"))
@@ -163,16 +180,10 @@ async def test_upgrade_from_0004_keeps_the_write_path_data_and_adds_cool_down(
         async with engine.connect() as connection:
             cooling = (await connection.execute(text("SELECT cooling FROM ip_range"))).scalar_one()
         assert cooling == 1
-    finally:
-        if pool is not None:
-            await pool.close()
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
-# Revision 0005's own write path wrote these: two ranges (one with a cool-down), allocations, a
-# release that cools down, and a RANGE_UPDATED.
+# Revision 0005's own write path wrote these: two ranges (one with a cool-down), allocations, and
+# a release that cools down.
 REVISION_0005_DATA = """
 INSERT INTO ip_range (name, cidr, family, size, static_size, release_cooldown_seconds,
                       created_at, revision)
@@ -198,24 +209,7 @@ SELECT count(*) FROM allocator_write(ARRAY['allocate', 'allocate', 'allocate', '
 async def test_upgrade_from_0005_keeps_cooling_addresses_and_ranges_can_resize_and_drain(
     database_url: str,
 ) -> None:
-    name = f"allocator_upgrade_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(database_url).set(database=name).render_as_string(False)
-    settings = Settings(database_url=url, pool_size=2)
-    engine = create_engine(url, settings)
-
-    def to_0005(connection: Connection) -> None:
-        command.upgrade(migration.alembic_config(connection), "0005")
-        for statement in migration.statements(REVISION_0005_DATA):
-            connection.exec_driver_sql(statement)
-
-    pool: Any = None
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(to_0005)
-        await migration.upgrade(engine)
-        pool = await create_pool(url, settings)
+    async with upgraded_from(database_url, "0005", REVISION_0005_DATA) as (engine, pool):
         async with engine.connect() as connection:
             documents = (
                 (
@@ -245,9 +239,3 @@ async def test_upgrade_from_0005_keeps_cooling_addresses_and_ranges_can_resize_a
         async with engine.connect() as connection:
             head = (await connection.execute(text("SELECT revision FROM log_head"))).scalar_one()
         assert head == 4 + 3, "revisions go on from the old head"
-    finally:
-        if pool is not None:
-            await pool.close()
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
