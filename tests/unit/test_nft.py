@@ -9,6 +9,8 @@ import pytest
 
 from allocator.agent.endpoints import ServicePort, service_ports
 from allocator.agent.nft import Dataplane, Scheduler, dataplane_of, render
+from allocator.agent.reconciler import script_of
+from allocator.client.watch import Cursor
 
 WEB = {
     "endpoints": [
@@ -94,3 +96,22 @@ def test_nft_accepts_the_script() -> None:
     if "Operation not permitted" in checked.stderr:
         pytest.skip("checking a script needs CAP_NET_ADMIN")
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_range_update_replaces_the_range_in_the_reject_set_of_the_next_script() -> None:
+    """The agent renders each script from the watch's state: after a RANGE_UPDATED the range's
+    old CIDR is gone from its interval set and the new one is there."""
+    cursor = Cursor()
+    cursor.connected()
+    old = {"name": "r", "cidr": "10.96.1.0/24", "family": "IPv4"}
+    other = {"name": "s", "cidr": "10.97.0.0/24", "family": "IPv4"}
+    for added in (old, other):
+        cursor.apply({"type": "RANGE_ADDED", "revision": 2, "range": added})  # type: ignore[typeddict-item]
+    cursor.apply({"type": "BOOKMARK", "revision": 2, "initial_end": True})
+    assert "elements = { 10.96.1.0/24, 10.97.0.0/24 }" in script_of(cursor.state, Scheduler.RANDOM)
+    for cidr, expected in (("10.96.0.0/22", "10.96.0.0/22"), ("10.96.2.0/23", "10.96.2.0/23")):
+        grown = {**old, "cidr": cidr}
+        cursor.apply({"type": "RANGE_UPDATED", "revision": 3, "range": grown})  # type: ignore[typeddict-item]
+        script = script_of(cursor.state, Scheduler.RANDOM)
+        assert f"elements = {{ {expected}, 10.97.0.0/24 }}" in script
+        assert "10.96.1.0/24" not in script
