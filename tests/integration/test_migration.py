@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import netaddr
+import orjson
 import pytest
 from alembic import command
 from sqlalchemy import Connection, text
@@ -239,3 +240,29 @@ async def test_upgrade_from_0005_keeps_cooling_addresses_and_ranges_can_resize_a
         async with engine.connect() as connection:
             head = (await connection.execute(text("SELECT revision FROM log_head"))).scalar_one()
         assert head == 4 + 3, "revisions go on from the old head"
+
+
+async def test_0006_downgrades_to_0005_and_upgrades_again_with_the_data(database_url: str) -> None:
+    async with upgraded_from(database_url, "0005", REVISION_0005_DATA) as (engine, pool):
+        await ranges.change_range(engine, "v6", ranges.RangeChange(allocatable=False))
+        before = await assert_consistent(engine)
+
+        def down_and_up(connection: Connection) -> list[str]:
+            command.downgrade(migration.alembic_config(connection), "0005")
+            names = connection.exec_driver_sql(
+                "SELECT name FROM ip_range WHERE allocated - static_allocated < size - static_size"
+                " ORDER BY family, name"
+            )
+            found = [row[0] for row in names]
+            command.upgrade(migration.alembic_config(connection), "head")
+            return found
+
+        async with engine.begin() as connection:
+            assert await connection.run_sync(down_and_up) == ["v4", "v6"]
+        assert await assert_consistent(engine) == before
+        documents = await pool.fetch("SELECT range_json(r) AS doc FROM ip_range r ORDER BY name")
+        assert [orjson.loads(d["doc"])["allocatable"] for d in documents] == [True, True], (
+            "a drained range serves again after a downgrade"
+        )
+        held, created = await Allocator(pool).allocate(AllocationRequest(owner="e", range="v6"))
+        assert created and held.range == "v6"
