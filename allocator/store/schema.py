@@ -1,5 +1,11 @@
-"""The tables. Migrations in ``migrations/`` create them by hand-reviewed DDL; this metadata
-mirrors them for queries and for Alembic's comparisons."""
+"""The tables as the migrations leave them, as SQLAlchemy metadata.
+
+The migrations in ``migrations/`` make the schema by hand-written DDL, and the store's statements
+are SQL text (and the write path's functions), so nothing queries through these objects: they
+are Alembic's ``target_metadata``, the one place that lists every column, key, constraint and
+index in Python. ``tests/integration/test_schema.py`` compares them with a migrated database
+(``alembic.autogenerate.compare_metadata``), so a migration that changes a table changes them too.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
@@ -36,7 +44,7 @@ metadata = MetaData(
 ip_range = Table(
     "ip_range",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Integer, Identity(always=False), primary_key=True),
     Column("name", Text, nullable=False, unique=True),
     Column("cidr", CIDR, nullable=False),
     Column("family", Text, nullable=False),
@@ -44,13 +52,33 @@ ip_range = Table(
     Column("allocated", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revision", BigInteger, nullable=False),
+    # Migration 0002: the usable size, and how many allocations lie in the static band.
+    Column("size", Numeric, nullable=False),
+    Column("static_allocated", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("family IN ('IPv4', 'IPv6')", name="family"),
     CheckConstraint("allocated >= 0", name="allocated"),
+    CheckConstraint(
+        "static_allocated >= 0 AND static_allocated <= allocated", name="static_allocated"
+    ),
     ExcludeConstraint(
         (Column("cidr"), "&&"),
         using="gist",
         name="ex_ip_range_cidr_overlap",
         ops={"cidr": "inet_ops"},
+    ),
+    # The ranges a request naming none tries, in order: first those whose dynamic band has room,
+    # then those whose static band has.
+    Index(
+        "ix_ip_range_dynamic_free",
+        "family",
+        "name",
+        postgresql_where=text("allocated - static_allocated < size - static_size"),
+    ),
+    Index(
+        "ix_ip_range_static_free",
+        "family",
+        "name",
+        postgresql_where=text("static_allocated < static_size"),
     ),
 )
 
