@@ -1,7 +1,8 @@
 """The Event objects of the feed, as schemas: one per ``type``, and the poll form's page.
 
 The feed's routes send events as the log stores them, encoded once for every watcher; these
-models are what the schema promises each one is.
+models are what the schema promises each one is (the API tests check the events they get against
+them).
 """
 
 from __future__ import annotations

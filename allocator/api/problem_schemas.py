@@ -188,7 +188,15 @@ SHAPES: dict[type[errors.AllocatorError], Shape] = {
     errors.RevisionUnknown: Shape(
         "The revision is beyond the head (or the log was reset): list again (initial=true).",
         "revision 9999 is beyond the head revision 42",
-        {"head": Member(int, "the head revision (absent on a reset)", 42, required=False)},
+        {
+            "head": Member(int, "the head revision (absent in an ERROR event)", 42, required=False),
+            "epoch": Member(
+                str,
+                "the epoch of the head revision (absent in an ERROR event)",
+                "1-6f1c0d3e-4d8f-4a57-9c55-3c1e6f0c8d2a",
+                required=False,
+            ),
+        },
     ),
     errors.Unauthorized: Shape(
         "No bearer token, or one the server does not know.", "the bearer token is not valid"

@@ -1,7 +1,10 @@
-"""Request and response bodies of the HTTP contract, as the OpenAPI schema declares them.
+"""Request and response bodies of the HTTP API (``docs/api.md``), as the OpenAPI schema declares
+them.
 
-The hot routes return documents encoded once (``Range.document()``, ``Allocation.document()``)
-rather than these models; the models are what the schema promises those documents are.
+The routes return documents encoded once (``Range.document()``, ``Allocation.document()``) or
+built as JSON by Postgres, never through these models, which would cost the hot path a
+serialization; the models are what the schema promises those documents are, and the API tests
+check every answer they get against them, member by member (``tests/api/declared.py``).
 """
 
 from __future__ import annotations

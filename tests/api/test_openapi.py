@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from allocator.api.app import create_app
@@ -20,6 +19,7 @@ from allocator.domain.errors import BatchFailed
 from allocator.domain.token import Role, new_token, record_for
 from allocator.settings import Settings
 from allocator.store.token_file import append_record
+from tests.api.declared import Declared
 
 PROBLEM = "application/problem+json"
 OPERATIONS = {
@@ -274,31 +274,6 @@ def test_the_watch_is_declared_as_a_stream_of_events() -> None:
     assert parameters["timeout_seconds"]["schema"]["maximum"] == 42
 
 
-class Declared:
-    """Checks answers against the schema the server declares for them."""
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.by_id = {op["operationId"]: op for _, _, op in operations(document)}
-        self.checked: set[tuple[str, int]] = set()
-
-    def check(self, operation_id: str, response: httpx.Response) -> httpx.Response:
-        declared = self.by_id[operation_id]["responses"][str(response.status_code)]
-        self.checked.add((operation_id, response.status_code))
-        if not response.content:
-            assert "content" not in declared, (operation_id, response.status_code)
-            return response
-        media_type = response.headers["content-type"].partition(";")[0]
-        assert media_type in declared["content"], (operation_id, response.status_code)
-        if media_type in ("application/json", PROBLEM):
-            self.validate(response.json(), declared["content"][media_type]["schema"])
-        return response
-
-    def validate(self, instance: Any, schema: dict[str, Any]) -> None:
-        root = {**schema, "components": self.document["components"]}
-        OAS31Validator(root).validate(instance)
-
-
 async def test_answers_are_what_the_schema_declares(
     client: httpx.AsyncClient, document: dict[str, Any]
 ) -> None:
@@ -359,3 +334,24 @@ async def test_answers_are_what_the_schema_declares(
     assert "BOOKMARK" in types
 
     assert len(declared.checked) >= 30, sorted(declared.checked)
+
+
+def test_an_answer_off_its_schema_is_refused(document: dict[str, Any]) -> None:
+    """The check every API test's answers pass (tests/api/conftest.py) refuses a member the
+    schema does not name, a status the operation does not declare, and a wrong type."""
+    declared = Declared(document)
+    request = httpx.Request("GET", "http://test/v1/ranges/default-ipv4")
+    problem = {"type": "range-not-found", "title": "Range not found", "status": 404, "detail": "-"}
+
+    def answer(status: int, body: dict[str, Any]) -> httpx.Response:
+        headers = {"content-type": PROBLEM}
+        return httpx.Response(status, content=orjson.dumps(body), headers=headers, request=request)
+
+    declared.check_answer(answer(404, problem))
+    for status, body in (
+        (404, {**problem, "undeclared": 1}),
+        (409, {**problem, "status": 409}),
+        (404, {**problem, "detail": 7}),
+    ):
+        with pytest.raises(AssertionError):
+            declared.check_answer(answer(status, body))
