@@ -18,7 +18,7 @@ from allocator.client.watch import AsyncWatch, EventPage, events_call
 
 class AsyncAllocatorClient:
     """Typed calls of every endpoint. Raises ProblemError for refusals (its ``type`` is the
-    problem type of API.md) and ServerUnreachable when no answer comes.
+    problem type of docs/api.md) and ServerUnreachable when no answer comes.
 
     ``token`` and ``verify`` default to ``ALLOCATOR_TOKEN`` and ``ALLOCATOR_CA_FILE`` (see
     ``allocator.client.connection``)."""

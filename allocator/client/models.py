@@ -1,4 +1,4 @@
-"""The API objects, as the server sends them (API.md)."""
+"""The API objects, as the server sends them (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The successful paths of API.md through HTTP."""
+"""The successful paths of docs/api.md through HTTP."""
 
 import httpx
 

@@ -1,4 +1,4 @@
-"""Every refusal of API.md, through HTTP: status, problem type and extension members."""
+"""Every refusal of docs/api.md, through HTTP: status, problem type and extension members."""
 
 import httpx
 import pytest
