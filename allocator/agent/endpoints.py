@@ -13,11 +13,13 @@ so one malformed Service never keeps the others from being programmed.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from allocator.domain.address import parse_address
+from allocator.domain.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,8 @@ def _endpoint(entry: Any, family: str) -> tuple[str, int, str, int] | None:
     if not (_is_port(port) and _is_port(target) and isinstance(entry.get("ip"), str)):
         return None
     try:
-        ip = ipaddress.ip_address(entry["ip"])
-    except ValueError:
+        ip = parse_address(entry["ip"])
+    except InvalidRequest:
         return None
     if (ip.version == 4) != (family == "IPv4"):
         return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -133,7 +133,3 @@ Allocates = authorize(Permission.ALLOCATE)
 AllocatesJson = authorize(Permission.ALLOCATE, json_body=True)
 Administers = authorize(Permission.ADMINISTER)
 AdministersJson = authorize(Permission.ADMINISTER, json_body=True)
-
-ReaderDep = Annotated[Principal, Reads]
-AllocatorDep = Annotated[Principal, Allocates]
-AdminDep = Annotated[Principal, Administers]

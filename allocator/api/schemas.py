@@ -19,12 +19,10 @@ from pydantic.json_schema import SkipJsonSchema
 from allocator.domain.address import Family, parse_address, parse_network
 from allocator.domain.errors import InvalidRequest
 from allocator.domain.metadata import check_metadata
-from allocator.domain.range import MAX_RELEASE_COOLDOWN_SECONDS, validate_name
-from allocator.domain.range import NAME_PATTERN as RANGE_NAME
+from allocator.domain.range import MAX_RELEASE_COOLDOWN_SECONDS, NAME_PATTERN, validate_name
 
 # The shapes of names, addresses and CIDRs, so the schema tells clients (and generators of test
 # input) what can be valid; the domain checks the rest (octet ranges, leading zeros, host bits).
-NAME_PATTERN = RANGE_NAME.pattern
 ADDRESS_PATTERN = r"^[0-9A-Fa-f:.]{2,45}$"
 CIDR_PATTERN = r"^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -33,7 +31,7 @@ no stored owner or name has and Postgres text cannot always hold (NUL)."""
 
 
 _SHAPE_CHECKS: dict[str, Callable[[str], object]] = {
-    NAME_PATTERN: validate_name,
+    NAME_PATTERN.pattern: validate_name,
     ADDRESS_PATTERN: parse_address,
     CIDR_PATTERN: parse_network,
 }
@@ -126,7 +124,7 @@ class RangeCreate(BaseModel):
     name: str = Field(
         min_length=1,
         max_length=63,
-        pattern=NAME_PATTERN,
+        pattern=NAME_PATTERN.pattern,
         description="1-63 characters of [a-z0-9-], alphanumeric at both ends",
     )
     cidr: str = Field(

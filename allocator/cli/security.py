@@ -7,10 +7,10 @@ listen address without tokens unless it is told ``--insecure``, and says at star
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
+import netaddr
 import typer
 
 from allocator.domain.token import TokenFileError
@@ -23,8 +23,8 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        return bool(netaddr.IPAddress(host, flags=netaddr.INET_PTON).is_loopback())
+    except (netaddr.AddrFormatError, ValueError):
         return False
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, NotRequired, TypedDict
 
 
-class StaticBand(TypedDict):
+class Span(TypedDict):
+    """Consecutive usable addresses; ``first`` and ``last`` are None when ``size`` is 0."""
+
     first: str | None
     last: str | None
     size: int
@@ -19,7 +21,7 @@ class Range(TypedDict):
     allocated: int
     cooling: int
     free: int
-    static_band: StaticBand
+    static_band: Span
     release_cooldown_seconds: int
     allocatable: bool
     created_at: str
@@ -55,12 +57,6 @@ class BatchResults(TypedDict):
 
 class Released(TypedDict):
     released: list[Allocation]
-
-
-class Span(TypedDict):
-    first: str | None
-    last: str | None
-    size: int
 
 
 class BandUsage(Span):

@@ -3,13 +3,13 @@ transaction under the locks an allocation takes that checks its finding again be
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from functools import partial
 
+import netaddr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from allocator.domain.address import parse_address
+from allocator.domain.address import format_address, parse_address
 from allocator.domain.band import BandKind
 from allocator.domain.bitmap import is_set, set_bits, with_bit
 from allocator.domain.errors import IPNotInRange
@@ -82,7 +82,8 @@ async def _repair_block(
     # The rows, read now: under the block lock no allocation of this block can be in flight.
     wanted = [f.ip for f in group if f.ip is not None]
     rows = {
-        str(ipaddress.ip_address(ip)) for ip in await consistency.held(connection, range_id, wanted)
+        format_address(netaddr.IPAddress(ip))
+        for ip in await consistency.held(connection, range_id, wanted)
     }
     original = bits
     for finding in group:
