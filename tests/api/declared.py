@@ -21,8 +21,6 @@ from openapi_schema_validator import OAS31Validator
 PROBLEM = "application/problem+json"
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
-FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""The schema itself and its viewers: served, not declared."""
 
 
 def strict(schema: Any) -> Any:
@@ -40,8 +38,11 @@ def strict(schema: Any) -> Any:
 class Declared:
     """The responses an app's schema declares, and the check of answers against them."""
 
-    def __init__(self, document: dict[str, Any]) -> None:
+    def __init__(self, document: dict[str, Any], unlisted: tuple[str, ...] = ()) -> None:
+        """``unlisted``: the paths (and mounts) served outside the schema, as the schema itself,
+        its viewers and their assets are."""
         self.document = document
+        self.unlisted = unlisted
         self.components = strict(copy.deepcopy(document.get("components", {})))
         self.by_id: dict[str, dict[str, Any]] = {}
         self.paths: list[tuple[re.Pattern[str], str, dict[str, Any]]] = []
@@ -63,7 +64,8 @@ class Declared:
         """Check an answer against its operation's declared response; an answer to a path or
         method that no operation serves must be a problem document."""
         operation = self.operation_of(response.request)
-        if operation is None and response.request.url.path in FRAMEWORK_PATHS:
+        path = response.request.url.path
+        if operation is None and any(path == p or path.startswith(p + "/") for p in self.unlisted):
             return
         if operation is None:
             assert response.status_code in (404, 405), response.request.url
