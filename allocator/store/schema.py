@@ -55,11 +55,18 @@ ip_range = Table(
     # Migration 0002: the usable size, and how many allocations lie in the static band.
     Column("size", Numeric, nullable=False),
     Column("static_allocated", BigInteger, nullable=False, server_default=text("0")),
+    # Migration 0005: the release cool-down, and how many addresses cool down.
+    Column("release_cooldown_seconds", Integer, nullable=False, server_default=text("0")),
+    Column("cooling", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("family IN ('IPv4', 'IPv6')", name="family"),
     CheckConstraint("allocated >= 0", name="allocated"),
     CheckConstraint(
         "static_allocated >= 0 AND static_allocated <= allocated", name="static_allocated"
     ),
+    CheckConstraint(
+        "release_cooldown_seconds BETWEEN 0 AND 86400", name="release_cooldown_seconds"
+    ),
+    CheckConstraint("cooling >= 0", name="cooling"),
     ExcludeConstraint(
         (Column("cidr"), "&&"),
         using="gist",
@@ -109,6 +116,20 @@ allocation = Table(
     Column("revision", BigInteger, nullable=False),
     UniqueConstraint("owner", "family"),
     Index("ix_allocation_range_id_ip", "range_id", "ip"),
+)
+
+# A released address of a range with a cool-down (migration 0005): its bit stays set until
+# ``available_at``.
+cooling_address = Table(
+    "cooling_address",
+    metadata,
+    Column("ip", INET, primary_key=True),
+    Column("range_id", Integer, ForeignKey("ip_range.id", ondelete="CASCADE"), nullable=False),
+    Column("released_by", Text, nullable=False),
+    Column("released_at", DateTime(timezone=True), nullable=False),
+    Column("available_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cooling_address_available_at", "available_at"),
+    Index("ix_cooling_address_range_id_ip", "range_id", "ip"),
 )
 
 event = Table(
