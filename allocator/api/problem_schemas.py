@@ -228,7 +228,10 @@ SHAPES: dict[type[errors.AllocatorError], Shape] = {
 
 class Problem(BaseModel):
     """An RFC 9457 problem document. Each response names the types it can be, with their
-    extension members; clients ignore members they do not know."""
+    extension members; clients ignore members they do not know. Where a response names no
+    single type (a batch's refused request), the members are those of its type."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: ProblemType
     title: str
