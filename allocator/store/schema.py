@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -58,6 +59,8 @@ ip_range = Table(
     # Migration 0005: the release cool-down, and how many addresses cool down.
     Column("release_cooldown_seconds", Integer, nullable=False, server_default=text("0")),
     Column("cooling", BigInteger, nullable=False, server_default=text("0")),
+    # Migration 0006: false while the range is drained (it serves no new allocation).
+    Column("allocatable", Boolean, nullable=False, server_default=text("true")),
     CheckConstraint("family IN ('IPv4', 'IPv6')", name="family"),
     CheckConstraint("allocated >= 0", name="allocated"),
     CheckConstraint(
@@ -73,19 +76,19 @@ ip_range = Table(
         name="ex_ip_range_cidr_overlap",
         ops={"cidr": "inet_ops"},
     ),
-    # The ranges a request naming none tries, in order: first those whose dynamic band has room,
-    # then those whose static band has.
+    # The ranges a request naming none tries, in order: first the allocatable ones whose dynamic
+    # band has room, then those whose static band has.
     Index(
         "ix_ip_range_dynamic_free",
         "family",
         "name",
-        postgresql_where=text("allocated - static_allocated < size - static_size"),
+        postgresql_where=text("allocated - static_allocated < size - static_size AND allocatable"),
     ),
     Index(
         "ix_ip_range_static_free",
         "family",
         "name",
-        postgresql_where=text("static_allocated < static_size"),
+        postgresql_where=text("static_allocated < static_size AND allocatable"),
     ),
 )
 
