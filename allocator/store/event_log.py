@@ -193,7 +193,9 @@ _DELETE_UPTO = text("DELETE FROM event WHERE revision > :after AND revision <= :
 # Last statement of the compaction transaction: the head row is locked only until commit, the
 # same short moment a writer holds it.
 _MARK_COMPACTED = text("UPDATE log_head SET compacted = GREATEST(compacted, :upto) WHERE id = 1")
-_COMPACTION_LOCK = text("SELECT pg_try_advisory_xact_lock(7245111)")
+# Advisory lock keys of the schema: 7245110 migrations, 7245111 the write function's batch lock,
+# (7245112, range id) a range's changes; compaction has its own, so patient batches never wait for it.
+_COMPACTION_LOCK = text("SELECT pg_try_advisory_xact_lock(7245113)")
 
 
 async def compact(
