@@ -27,10 +27,11 @@ IP = netaddr.IPAddress
 
 
 async def call_sizes(engine: AsyncEngine) -> list[int]:
-    """Return how many events each call wrote (the events of one transaction share now())."""
+    """Return how many events each call wrote: a call inserts its events in one statement, so they
+    share its transaction id (``xmin``); two calls may share a ``now()``."""
     async with engine.connect() as connection:
         rows = await connection.execute(
-            text("SELECT count(*) FROM event GROUP BY created_at ORDER BY min(revision)")
+            text("SELECT count(*) FROM event GROUP BY CAST(xmin AS text) ORDER BY min(revision)")
         )
         return [int(n) for n in rows.scalars()]
 
