@@ -14,6 +14,7 @@ from allocator import __version__
 from allocator.api import openapi, problems
 from allocator.api.auth import Authenticator, Reads, audit
 from allocator.api.feed import running_feed
+from allocator.api.hot_path import HotPath
 from allocator.api.limits import BATCH_PATH, BodyLimit, WatchLimiter
 from allocator.api.metrics import Metrics
 from allocator.api.middleware import RequestLog
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     audit(logging.getLogger("allocator.change"))  # each change line names its principal
     app.state.watch_limiter = WatchLimiter(settings.max_watchers_per_token)
+    # Innermost: allocations and releases that need nothing of the framework skip its routing.
+    app.add_middleware(HotPath, retry_after_seconds=settings.retry_after_seconds)
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

@@ -87,6 +87,22 @@ def audit(logger: logging.Logger) -> None:
         logger.addFilter(PrincipalFilter())
 
 
+async def admit(request: Request, permission: Permission) -> Principal:
+    """Return who makes ``request``, if they may ``permission``; raise Unauthorized, Forbidden.
+    The principal is kept for the request's log line and the audit trail."""
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = authenticator.principal(await bearer(request))
+    request.state.principal = principal
+    current_principal.set(principal)  # the route runs in this task: its logs see it
+    if not principal.may(permission):
+        raise Forbidden(
+            f"token {principal.name!r} (role {principal.role}) may not {permission}",
+            role=str(principal.role),
+            permission=str(permission),
+        )
+    return principal
+
+
 def authorize(permission: Permission, *, json_body: bool = False) -> Any:
     """Return the one dependency of a route that needs ``permission``: it refuses unknown query
     parameters, admits principals holding ``permission`` and, with ``json_body``, refuses a body
@@ -101,16 +117,7 @@ def authorize(permission: Permission, *, json_body: bool = False) -> Any:
     # a hop that costs more than the check itself on every request.
     async def dependency(request: Request) -> Principal:
         reject_unknown_query(request)
-        authenticator: Authenticator = request.app.state.authenticator
-        principal = authenticator.principal(await bearer(request))
-        request.state.principal = principal
-        current_principal.set(principal)  # the route runs in this task: its logs see it
-        if not principal.may(permission):
-            raise Forbidden(
-                f"token {principal.name!r} (role {principal.role}) may not {permission}",
-                role=str(principal.role),
-                permission=str(permission),
-            )
+        principal = await admit(request, permission)
         if json_body:
             require_json(request)
         return principal

@@ -43,7 +43,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.larger.get(scope["path"], self.max_bytes)
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > limit:
             await problem_response(document_of(self.refusal(limit)))(scope, receive, send)
             return
@@ -68,7 +68,7 @@ class BodyLimit:
         return RequestTooLarge(f"request bodies are limited to {limit} bytes", limit=limit)
 
 
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             return int(value) if value.isdigit() else None

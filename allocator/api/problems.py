@@ -102,6 +102,20 @@ def problem_response(
     )
 
 
+def error_response(error: errors.AllocatorError, retry_after_seconds: int) -> Response:
+    """The response of a domain error: its problem document, with the headers its type asks
+    for (when to retry, how to authenticate)."""
+    headers = None
+    if isinstance(error, errors.Unavailable):
+        log.warning("database unavailable: %s", error.__cause__ or error)
+        headers = {"Retry-After": str(retry_after_seconds)}
+    elif isinstance(error, errors.Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="allocator"'}
+    elif isinstance(error, errors.TooManyWatchers):
+        headers = {"Retry-After": str(retry_after_seconds)}
+    return problem_response(document_of(error), headers)
+
+
 def allowed_methods(request: Request) -> str:
     """Return the ``Allow`` header of a 405: the methods of every route of the path.
 
@@ -132,15 +146,7 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
 
     async def allocator_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.AllocatorError)
-        headers = None
-        if isinstance(exc, errors.Unavailable):
-            log.warning("database unavailable: %s", exc.__cause__ or exc)
-            headers = {"Retry-After": str(retry_after_seconds)}
-        elif isinstance(exc, errors.Unauthorized):
-            headers = {"WWW-Authenticate": 'Bearer realm="allocator"'}
-        elif isinstance(exc, errors.TooManyWatchers):
-            headers = {"Retry-After": str(retry_after_seconds)}
-        return problem_response(document_of(exc), headers)
+        return error_response(exc, retry_after_seconds)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

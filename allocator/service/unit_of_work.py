@@ -174,7 +174,7 @@ async def statement(pool: Any, work: Callable[[Any], Awaitable[T]], *, acquire_t
     asyncpg ``pool``, waiting at most ``acquire_timeout`` seconds for one; Unavailable when the database
     cannot serve. There is no BEGIN or COMMIT to send: the statement commits itself."""
     try:
-        async with pool.acquire(timeout=acquire_timeout) as connection:
+        async with pool.acquire(acquire_timeout) as connection:
             return await work(connection)
     except Exception as exc:
         if is_unavailable(exc):

@@ -1,6 +1,7 @@
-"""Connections: the SQLAlchemy engine, and a plain asyncpg pool for the request path, whose
-requests are one statement each (SQLAlchemy's per-statement machinery would cost more than the
-statement). The engine serves the rest (ranges, verify, migrations, the feed).
+"""Connections: the SQLAlchemy engine, and a pool of plain asyncpg connections for the request
+path (``connections``), whose requests are one statement each (SQLAlchemy's per-statement
+machinery would cost more than the statement). The engine serves the rest (ranges, verify,
+migrations, the feed's listener).
 
 A control plane must fail fast when its database is away: every connection sets
 ``statement_timeout`` and ``lock_timeout``, and the pool waits at most ``pool_timeout`` for a free
@@ -10,12 +11,10 @@ connection, so a request gets a 503 instead of hanging. Connections are opened b
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from allocator.settings import Settings
+from allocator.store.connections import ConnectionPool
 from allocator.store.dsn import DatabaseUrl, connector
 
 
@@ -34,25 +33,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
     )
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Statements of the request path leave no session state behind, so a connection going back
-    to the pool needs no reset (asyncpg's default reset is one more round trip per request)."""
-
-
-async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
-    """Return an asyncpg pool for ``url`` with the engine's timeouts; connections open on demand."""
-    connect = connector(url, settings)
-
-    async def open_connection(_dsn: object, **options: Any) -> asyncpg.Connection:
-        return await connect(**options)  # the pool's dsn is None: the connector knows the hosts
-
-    pool: asyncpg.Pool = await asyncpg.create_pool(
-        connect=open_connection,
-        min_size=0,
-        max_size=settings.pool_size,
-        reset=_keep_session,
-    )
-    return pool
+async def create_pool(url: str, settings: Settings) -> ConnectionPool:
+    """Return the request path's pool for ``url`` with the engine's timeouts; connections open on
+    demand. Raises InvalidDatabaseUrl."""
+    return ConnectionPool(connector(url, settings), settings.pool_size)
 
 
 def resolve_url(settings: Settings) -> tuple[str, object | None]:

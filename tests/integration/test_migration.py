@@ -260,7 +260,10 @@ async def test_0006_downgrades_to_0005_and_upgrades_again_with_the_data(database
         async with engine.begin() as connection:
             assert await connection.run_sync(down_and_up) == ["v4", "v6"]
         assert await assert_consistent(engine) == before
-        documents = await pool.fetch("SELECT range_json(r) AS doc FROM ip_range r ORDER BY name")
+        async with pool.acquire() as connection:
+            documents = await connection.fetch(
+                "SELECT range_json(r) AS doc FROM ip_range r ORDER BY name"
+            )
         assert [orjson.loads(d["doc"])["allocatable"] for d in documents] == [True, True], (
             "a drained range serves again after a downgrade"
         )
