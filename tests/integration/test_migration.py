@@ -269,3 +269,26 @@ async def test_0006_downgrades_to_0005_and_upgrades_again_with_the_data(database
         )
         held, created = await Allocator(pool).allocate(AllocationRequest(owner="e", range="v6"))
         assert created and held.range == "v6"
+
+
+async def test_0007_downgrades_to_0006_and_upgrades_again_with_the_data(database_url: str) -> None:
+    async with upgraded_from(database_url, "0005", REVISION_0005_DATA) as (engine, pool):
+        allocator = Allocator(pool)
+        before = await assert_consistent(engine)
+
+        def to(target: str) -> Any:
+            def run(connection: Connection) -> None:
+                command.downgrade(migration.alembic_config(connection), target)
+
+            return run
+
+        async with engine.begin() as connection:
+            await connection.run_sync(to("0006"))
+        older, _ = await allocator.allocate(AllocationRequest(owner="on-0006", range="v4"))
+        static, _ = await allocator.allocate(AllocationRequest(owner="s", ip=IP("10.1.1.7")))
+        await migration.upgrade(engine)
+        newer, created = await allocator.allocate(AllocationRequest(owner="on-0007", range="v4"))
+        assert created and newer.revision == older.revision + 2
+        released, _ = await allocator.release(static.ip, "s")
+        assert released.revision == static.revision
+        assert await assert_consistent(engine) == before | {older.ip, newer.ip}
