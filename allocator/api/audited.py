@@ -52,12 +52,12 @@ async def allocate(request: Request, wanted: AllocationRequest) -> tuple[Allocat
     try:
         allocation, created = await allocator(request).allocate(wanted)
     except AllocatorError as error:
-        metrics.allocation_errors.labels(wanted.range or "", scope, error.type).inc()
+        metrics.child(metrics.allocation_errors, wanted.range or "", scope, error.type).inc()
         raise
     finally:
-        metrics.allocation_duration.labels(scope).observe(time.perf_counter() - started)
+        metrics.child(metrics.allocation_duration, scope).observe(time.perf_counter() - started)
     if created:
-        metrics.allocations.labels(allocation.range, scope).inc()
+        metrics.child(metrics.allocations, allocation.range, scope).inc()
         _log_allocation("allocated", allocation, allocation.revision)
     return allocation, created
 
@@ -71,14 +71,14 @@ async def allocate_many(
     try:
         batch = await allocator(request).allocate_many(wanted, atomic=atomic)
     except AllocatorError as error:
-        metrics.batch_errors.labels(error.type).inc()
+        metrics.child(metrics.batch_errors, error.type).inc()
         raise
     for one, answer in zip(wanted, batch.answers, strict=True):
         scope = "dynamic" if one.ip is None else "static"
         if isinstance(answer, AllocatorError):
-            metrics.allocation_errors.labels(one.range or "", scope, answer.type).inc()
+            metrics.child(metrics.allocation_errors, one.range or "", scope, answer.type).inc()
         elif answer[1]:
-            metrics.allocations.labels(answer[0].range, scope).inc()
+            metrics.child(metrics.allocations, answer[0].range, scope).inc()
             _log_allocation("allocated", answer[0], answer[0].revision)
     return batch
 
@@ -86,7 +86,8 @@ async def allocate_many(
 async def release(request: Request, ip: netaddr.IPAddress, owner: str | None) -> Allocation:
     """``Allocator.release``, counted per range."""
     released, revision = await allocator(request).release(ip, owner)
-    _metrics(request).releases.labels(released.range).inc()
+    metrics = _metrics(request)
+    metrics.child(metrics.releases, released.range).inc()
     _log_allocation("released", released, revision)
     return released
 
@@ -94,8 +95,9 @@ async def release(request: Request, ip: netaddr.IPAddress, owner: str | None) ->
 async def release_owner(request: Request, owner: str) -> list[Allocation]:
     """``Allocator.release_owner``, each released allocation counted and logged."""
     released = await allocator(request).release_owner(owner)
+    metrics = _metrics(request)
     for one, revision in released:
-        _metrics(request).releases.labels(one.range).inc()
+        metrics.child(metrics.releases, one.range).inc()
         _log_allocation("released", one, revision)
     return [one for one, _ in released]
 

@@ -27,7 +27,7 @@ Counters count what this process did; the gauges read the database, so they agre
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -154,6 +154,16 @@ class Metrics:
         )
         self.store = StoreCollector()
         registry.register(self.store)
+        self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: prometheus-client checks the values and
+        takes a lock on every lookup, which costs more than the count itself."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self, totals: Totals | None) -> bytes:
         """Return the text exposition with the database gauges of ``totals`` (None: unreadable)."""

@@ -46,9 +46,6 @@ class RequestLog:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        """The counter and histogram children of each (method, route, status): looking them up
-        by labels on every request costs more than counting."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,14 +74,9 @@ class RequestLog:
 
     def _record(self, scope: Scope, status: int, seconds: float, rid: str) -> None:
         method, path, route = scope["method"], scope["path"], route_template(scope)
-        series = self._series.get((method, route, status))
-        if series is None:
-            series = self._series[method, route, status] = (
-                self.metrics.http_requests.labels(method, route, str(status)),
-                self.metrics.http_duration.labels(method, route),
-            )
-        series[0].inc()
-        series[1].observe(seconds)
+        metrics = self.metrics
+        metrics.child(metrics.http_requests, method, route, str(status)).inc()
+        metrics.child(metrics.http_duration, method, route).observe(seconds)
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         if not log.isEnabledFor(level):
             return
