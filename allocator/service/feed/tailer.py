@@ -2,7 +2,9 @@
 
 It reads every new event once (woken by LISTEN/NOTIFY, polling as a fallback), encodes it once
 (see ``frame``), keeps the newest ``window`` frames in memory and hands each batch to every
-subscription. Watchers therefore cost the database nothing while they are live.
+subscription. Watchers therefore cost the database nothing while they are live. While no one
+watches, nothing is read: the first watcher's ``attach`` reads what it needs (from the head, when
+more went by than one read brings).
 
 A subscription's queue is bounded: a watcher that falls more than ``queue`` events behind is cut
 off (its stream sends an ERROR event and closes, the client resumes from its last revision), so
@@ -208,6 +210,8 @@ class Tailer:
         """The log's bounds at the last read."""
         self.history: list[Epoch] = []
         """The log's epochs, read at the start and whenever the epoch changed."""
+        self._unread = False
+        """Whether notifications went by unread (nobody was watching)."""
         self.started = asyncio.Event()
         self.closing = False
         self.cut_offs = 0
@@ -238,19 +242,24 @@ class Tailer:
         while True:
             self._wake.clear()
             this_read, self._next_read = self._next_read, None
-            failure = None
-            try:
-                await self._read_new()
-                if failing:
-                    log.warning("reading the event log works again")
-                failing = False
-            except Exception as exc:  # the database may be away; keep polling, log once
-                if not failing:
-                    log.warning("reading the event log failed (retrying): %s", exc)
-                failing = True
-                failure = exc
-            if this_read is not None:
-                this_read.end(failure)
+            if this_read is None and not self._subscriptions:
+                # No watcher to deliver to, and none waiting for a read (``fresh`` wakes the
+                # tailer with one): the read waits until someone asks.
+                self._unread = True
+            else:
+                failure = None
+                try:
+                    await self._read_new()
+                    if failing:
+                        log.warning("reading the event log works again")
+                    failing = False
+                except Exception as exc:  # the database may be away; keep polling, log once
+                    if not failing:
+                        log.warning("reading the event log failed (retrying): %s", exc)
+                    failing = True
+                    failure = exc
+                if this_read is not None:
+                    this_read.end(failure)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
             # cancellation that stops this loop, when the wait ends at the same moment.
             with contextlib.suppress(TimeoutError):
@@ -316,6 +325,14 @@ class Tailer:
             moved = bounds.epoch != self.epoch or bounds.head < self.head
             if moved and not self._follow(bounds, epochs):
                 return
+            if self._unread and bounds.head > self.head + len(rows):
+                # More went by unread than one read brings, with no one watching: start at the
+                # head instead of reading it all (a watcher behind it catches up from the
+                # database, as after a restart).
+                self._restart(bounds, epochs)
+                self._unread = False
+                return
+            self._unread = False
             self.bounds = bounds
             if rows:
                 self._publish(rows)
