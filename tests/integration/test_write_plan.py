@@ -43,3 +43,11 @@ async def test_every_kind_of_write_calls_none_of_the_inlined_helpers(
     assert [o.status for o in outcomes] == [201, 201, 409, 409, 204, 200]
     assert calls.get("allocator_write") == len(operations), "the statistics count calls"
     assert {name: calls[name] for name in INLINED if name in calls} == {}
+
+
+async def test_the_write_function_plans_its_statements_once_per_connection(pool: Any) -> None:
+    async with pool.acquire() as connection:
+        settings = await connection.fetchval(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'allocator_write'"
+        )
+    assert settings == ["plan_cache_mode=force_generic_plan"]
