@@ -235,10 +235,25 @@ class Allocator:
     async def _submit(self, operation: Operation) -> Outcome:
         if self.max_group <= 1:
             return await self._alone(operation)
+        if not self._running and not self._pending:
+            return await self._lone(operation)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(operation, future))
         self._dispatch()
         return await future
+
+    async def _lone(self, operation: Operation) -> Outcome:
+        """A group of one, run in the caller's task while nothing else runs: no group task to
+        start and no future to settle. Requests arriving meanwhile collect as behind any group."""
+        owners = {operation.owner} if operation.owner is not None else set()
+        self._busy |= owners
+        self._running += 1
+        try:
+            return await self._alone(operation)
+        finally:
+            self._running -= 1
+            self._busy -= owners
+            self._dispatch()
 
     def _dispatch(self) -> None:
         while self._pending and self._running < self._in_flight:
