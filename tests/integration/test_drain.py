@@ -72,8 +72,9 @@ async def test_a_drained_range_serves_nothing_new_and_keeps_what_it_holds(
 async def test_once_a_drain_has_answered_no_allocation_lands_in_the_range(
     engine: AsyncEngine, allocator: Allocator
 ) -> None:
-    await ranges.create_range(engine, "a", "10.62.0.0/22")
-    await ranges.create_range(engine, "b", "10.63.0.0/22")
+    # Large enough that the clients do not fill them before the drain, however fast they are.
+    await ranges.create_range(engine, "a", "10.62.0.0/18")
+    await ranges.create_range(engine, "b", "10.63.0.0/18")
     drained_at: int | None = None
     stop = asyncio.Event()
 
