@@ -107,3 +107,63 @@ async def test_watchers_listing_together_share_one_snapshot_and_go_on_without_a_
             events = await read_until(reader, written[-1], caught_up)
             assert [e["revision"] for e in events] == list(range(at + 1, written[-1] + 1))
             await reader.close()
+
+
+async def test_watchers_attaching_at_one_place_share_its_backlog_until_the_next_read(
+    engine: AsyncEngine, pool: Any, allocator: Allocator
+) -> None:
+    await ranges.create_range(engine, "r", "10.3.0.0/24")
+    async with tailing(pool, window=10) as tailer:
+        written = await allocate(allocator, range(15), "a")
+        tailer.wake()
+        await tailer.fresh()
+        assert tailer.head == written[-1]
+        after = written[-6]
+        first = await tailer.attach(after, tailer.epoch, 100, float("inf"))
+        second = await tailer.attach(after, tailer.epoch, 100, float("inf"))
+        other = await tailer.attach(written[-3], tailer.epoch, 100, float("inf"))
+        at_head = await tailer.attach(written[-1], tailer.epoch, 100, float("inf"))
+        assert first is not None and second is not None and other is not None
+        assert at_head is not None and at_head[0] is None, "nothing to catch up on at the head"
+        assert first[0] is not None and first[0] is second[0], "one batch, joined once, for both"
+        assert [f.revision for f in first[0].frames] == written[-5:]
+        assert other[0] is not None and [f.revision for f in other[0].frames] == written[-2:]
+        # A read that brought events moves the window: a later watcher at the same place gets
+        # them too, in its backlog (its subscription starts after them).
+        more = await allocate(allocator, range(15, 17), "a")
+        tailer.wake()
+        await tailer.fresh()
+        third = await tailer.attach(after, tailer.epoch, 100, float("inf"))
+        assert third is not None and third[0] is not None and third[0] is not first[0]
+        assert [f.revision for f in third[0].frames] == [*written[-5:], *more]
+        assert third[1].after == more[-1]
+        for attached in (first, second, other, at_head, third):
+            tailer.detach(attached[1])
+
+
+async def test_streams_caught_up_by_shared_pages_and_backlogs_get_every_event_once_in_order(
+    engine: AsyncEngine, pool: Any, allocator: Allocator
+) -> None:
+    await ranges.create_range(engine, "r", "10.4.0.0/24")
+    before = await allocate(allocator, range(25), "before")
+    async with tailing(pool, window=12) as tailer:
+        # The window holds the newest 12 of these; older resume points are read in pages of 5,
+        # whose last one overlaps the window: the seam between the two must show no repeat.
+        written = await allocate(allocator, range(20), "a")
+        tailer.wake()
+        await tailer.fresh()
+        reads = SharedReads(tailer, page=5)
+        places = [before[3], before[3], written[2], written[9], written[9], written[-1]]
+        streams = await asyncio.gather(
+            *(open_watch(reads, tailer, since, None, OPTIONS) for since in places)
+        )
+        readers = [Reader(stream) for stream in streams]
+        # Writes go on while they catch up.
+        writing = asyncio.create_task(allocate(allocator, range(20, 26), "a"))
+        caught_up = await asyncio.gather(*(reader.until_live() for reader in readers))
+        more = await writing
+        tailer.wake()
+        for since, reader, events in zip(places, readers, caught_up, strict=True):
+            events = await read_until(reader, more[-1], events)
+            assert [e["revision"] for e in events] == list(range(since + 1, more[-1] + 1))
+            await reader.close()

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 READ_BATCH = 1000
 FRESH_READ_TIMEOUT = 10.0
 """Seconds ``attach`` waits for a read of the log (the database may be away)."""
+SHARED_BACKLOGS = 16
+"""Backlogs kept for the watchers attaching at the same place (each up to a window's bytes)."""
 TICKS_PER_BOOKMARK = 4
 """An idle stream gets a BOOKMARK after 3 to 4 ticks without anything queued."""
 
@@ -69,6 +71,7 @@ class Subscription:
 
     __slots__ = (
         "_count",
+        "_loop",
         "_pending",
         "_waiter",
         "after",
@@ -95,6 +98,9 @@ class Subscription:
         self._pending: list[Batch] = []
         self._count = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        """Kept: on Python 3.11 looking the running loop up makes a system call (getpid), which
+        would be one per delivery."""
 
     def offer(self, batch: Batch) -> bool:
         """Queue ``batch`` (its frames after ``after``); return False once the watcher is cut
@@ -149,7 +155,7 @@ class Subscription:
         """Return what waits, waiting for something (a batch, a bookmark, the end)."""
         if not self._pending and self.problem is None and not self.finished:
             # A future, not an Event or a timeout: one wake-up per delivery is all it costs.
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -195,6 +201,8 @@ class Tailer:
         self.acquire_timeout = acquire_timeout
         self._poll_interval = poll_interval
         self._window: deque[Frame] = deque(maxlen=window)
+        self._backlogs: dict[int, Batch] = {}
+        """The backlogs handed out since the last read, by the revision they follow."""
         self._subscriptions: set[Subscription] = set()
         self._wake = asyncio.Event()
         self._next_read: ReadRound | None = None
@@ -286,12 +294,13 @@ class Tailer:
 
     async def attach(
         self, after: int, epoch: str, limit: int, deadline: float
-    ) -> tuple[list[Frame], Subscription] | None:
+    ) -> tuple[Batch | None, Subscription] | None:
         """Subscribe a watcher that has seen every revision up to ``after`` of ``epoch``, whose
         stream ends at ``deadline``.
 
-        Returns the frames in memory after ``after`` and the subscription that receives every
-        later one, once a read of the log that began after this call is done. Returns None when
+        Returns the frames in memory after ``after`` (None: there are none; the batch is shared
+        with the watchers attaching at the same place before the next read, see ``_backlog``)
+        and the subscription that receives every later one, once a read of the log that began after this call is done. Returns None when
         the watcher is not where this tailer is: ``after`` older than the memory window, ahead of
         the head, or in another epoch, or when no read succeeds in time (read the database
         first, then attach again).
@@ -302,12 +311,30 @@ class Tailer:
             return None
         if epoch != self.epoch or not self.floor <= after <= self.head:
             return None
-        backlog = list(islice(self._window, after - self.floor, None))
+        backlog = self._backlog(after)
         subscription = Subscription(self.head, epoch, limit, deadline)
         self._subscriptions.add(subscription)
         if self.closing:
             subscription.finish()
         return backlog, subscription
+
+    def _backlog(self, after: int) -> Batch | None:
+        """Return the window's frames after ``after`` as one batch.
+
+        Watchers reconnecting together resume from a few places (their last bookmarks): those
+        attaching at the same place between two reads get the same batch, its bytes joined once
+        (thousands of copies of the same hundreds of kilobytes otherwise). At most
+        ``SHARED_BACKLOGS`` are kept, and none past the next read (the window moves on).
+        """
+        if after >= self.head:
+            return None
+        batch = self._backlogs.get(after)
+        if batch is None:
+            while len(self._backlogs) >= SHARED_BACKLOGS:
+                del self._backlogs[next(iter(self._backlogs))]  # the oldest: insertion order
+            frames = list(islice(self._window, after - self.floor, None))
+            batch = self._backlogs[after] = Batch(frames)
+        return batch
 
     def shut_down(self) -> None:
         """End every stream (the server is stopping; its clients resume on another replica or
@@ -380,6 +407,7 @@ class Tailer:
     def _publish(self, rows: list[LogRow]) -> None:
         frames = [of_stored(row.revision, row.payload) for row in rows]
         self._window.extend(frames)
+        self._backlogs.clear()
         self.head = frames[-1].revision
         self.floor = self.head - len(self._window)  # revisions are dense
         batch = Batch(frames)
@@ -418,6 +446,7 @@ class Tailer:
             subscription.cut_off(history_changed())
         self._subscriptions.clear()
         self._window.clear()
+        self._backlogs.clear()
         self.bounds = bounds
         self.history = epochs
         self.epoch = bounds.epoch

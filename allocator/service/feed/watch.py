@@ -104,9 +104,9 @@ async def _stream(
             position = page.batch.last
     backlog, subscription = attached
     try:
-        if backlog:
-            yield [Batch(backlog)]
-            position = backlog[-1].revision
+        if backlog is not None:  # shared with the watchers attaching at the same place
+            yield [backlog]
+            position = backlog.last
         # Tells the client it is live (and where), as soon as it is.
         yield _one(bookmark(position, subscription.epoch))
         # The tailer queues events, idle bookmarks and the end (at the deadline).
