@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from allocator import __version__
 from allocator.api import openapi, problems
 from allocator.api.auth import Authenticator, Reads, audit
+from allocator.api.collector import tune_for_serving
 from allocator.api.feed import running_feed
 from allocator.api.hot_path import HotPath
 from allocator.api.limits import BATCH_PATH, BodyLimit, WatchLimiter
@@ -30,6 +31,14 @@ from allocator.store import migration
 from allocator.store.database import create_engine, create_pool, resolve_url
 
 log = logging.getLogger(__name__)
+
+
+def create_served_app() -> FastAPI:
+    """``create_app`` for a server's worker process (``serve --workers``), with the collector
+    tuned for serving (see ``collector``)."""
+    app = create_app()
+    tune_for_serving()
+    return app
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:

@@ -87,6 +87,7 @@ def serve(
     import uvicorn
 
     from allocator.api.app import create_app
+    from allocator.api.collector import tune_for_serving
     from allocator.api.logs import configure_logging, logging_config
 
     settings = Settings()
@@ -100,7 +101,7 @@ def serve(
         # allocation safety lives in Postgres, not in process memory.
         os.environ["ALLOCATOR_DATABASE_URL"] = url
         uvicorn.run(
-            "allocator.api.app:create_app",
+            "allocator.api.app:create_served_app",
             factory=True,
             workers=workers,
             host=host,
@@ -111,8 +112,10 @@ def serve(
             **tls,
         )
     else:
+        served = create_app(settings)
+        tune_for_serving()
         uvicorn.run(
-            create_app(settings),
+            served,
             host=host,
             port=port,
             log_level=log_level,
