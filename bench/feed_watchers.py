@@ -83,6 +83,8 @@ class Stream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
         self.bytes += len(data)
+        if self.listing and not self.headers and self.listed_in_place(data):
+            return
         data = self.tail + data
         if self.headers:
             end = data.find(b"\r\n\r\n")
@@ -112,6 +114,21 @@ class Stream(asyncio.Protocol):
             self.writes += 1
         for kind, revision in found:
             self.event(kind, int(revision), now, data)
+
+    def listed_in_place(self, data: bytes) -> bool:
+        """Count the list's lines in a read without copying it (reads are 256 kB, the tail a
+        line at most); return False, leaving it to be taken as any other, when the list ends in
+        it."""
+        first = data.find(b"\n") + 1
+        if not first:
+            return False
+        cut = data.rfind(b"\n") + 1
+        piece = self.tail + data[:first]  # the line the tail began, completed
+        if INITIAL_END in piece or data.find(INITIAL_END, first, cut) >= 0:
+            return False
+        self.listed += piece.count(ALLOCATED) + data.count(ALLOCATED, first, cut)
+        self.tail = data[cut:]
+        return True
 
     def plain(self, data: bytes, now: float) -> bool:
         """Take a read of plain events in order after the position by its count and its first

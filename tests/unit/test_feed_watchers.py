@@ -65,3 +65,20 @@ async def test_a_stream_is_done_once_the_last_revision_arrives_in_a_plain_read()
     watcher, _ = await stream(10, last=300)
     watcher.data_received(HEADERS + chunk(*(allocated(r) for r in range(11, 400))))
     assert watcher.done.done()
+
+
+async def test_a_list_split_anywhere_is_counted_whole_and_then_followed() -> None:
+    watcher, lives = await stream(0)
+    watcher.listing = True
+    listed = [{"type": "RANGE_ADDED", "revision": 40, "range": {"name": "r"}}]
+    listed += [allocated(40) for _ in range(300)]
+    end = {"type": "BOOKMARK", "revision": 40, "epoch": "e", "initial_end": True}
+    data = HEADERS + chunk(*listed[:150]) + chunk(*listed[150:], end, allocated(41))
+    data += chunk(allocated(42)) + chunk(bookmark(42))
+    for at in range(0, len(data), 1000):
+        watcher.data_received(data[at : at + 1000])
+    assert watcher.listed == 300
+    assert not watcher.listing
+    assert watcher.position == 42
+    assert watcher.gaps == 0
+    assert lives == [1]
