@@ -41,8 +41,11 @@ MAX_PAGES = 100
 LIST_SHARE_SECONDS = 5.0
 """A list is shared while it is read, and this long after it began."""
 CATCH_UP_PAGE = 1000
-LIST_BATCH = 250
-"""Frames per chunk of a list (about 50 kB): what a stream holds while its reader is slow."""
+LIST_BATCH = 1000
+"""Frames per chunk of a list (about 200 kB): what a stream holds while its reader is slow (the
+server's copy of it waits in the connection's buffer). Each chunk is one write to every stream;
+with 2000 watchers listing 10000 allocations together, chunks of 1000 made them all live in
+6-8 s where chunks of 250 took 11 s, and the server's peak memory was no higher."""
 
 
 @dataclass(frozen=True, slots=True)
