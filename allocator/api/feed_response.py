@@ -9,6 +9,10 @@ waits longer than ``send_timeout`` ends the response (the connection is closed),
 reader holds neither its subscription nor a task; its client reconnects and resumes. One timer
 per stream checks that, every ``send_timeout / 2`` (a write waits at most 1.5 times as long):
 not one per write.
+
+The response's start goes through every middleware; its body, once started, straight to the
+server's ``send`` when the outermost middleware left it in the scope (``SERVER_SEND``): the
+others only watch for the start, and their wrappers cost a few coroutine calls per delivery.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from collections.abc import AsyncGenerator, Callable
 
 import anyio
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
+from allocator.api.middleware import SERVER_SEND
 from allocator.service.feed.frame import NDJSON, SSE, Batch, Wire
 
 log = logging.getLogger(__name__)
@@ -40,16 +45,22 @@ class FeedResponse(StreamingResponse):
         self._on_close = on_close
         self._writing_since: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._body_send: Send | None = None
         super().__init__(
             (),  # the stream is written by stream_response below
             media_type=NDJSON if wire == "ndjson" else SSE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._body_send = scope.get(SERVER_SEND)
+        await super().__call__(scope, receive, send)
+
     async def stream_response(self, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
+        send = self._body_send or send
         loop = asyncio.get_running_loop()
         wire = self._wire
         try:

@@ -20,6 +20,11 @@ HEADER = b"x-request-id"
 MAX_ID_LENGTH = 128
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Probes and scrapes arrive every few seconds: their lines are logged at debug level."""
+SERVER_SEND = "allocator.server_send"
+"""The scope key of the server's own ``send``, for a watch stream's body (see
+``feed_response``): every middleware between here and the route looks at a response's start
+only, and passing each delivery through their wrappers was a tenth of the server's CPU with
+thousands of watchers."""
 
 
 def incoming_id(scope: Scope) -> str | None:
@@ -52,6 +57,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        scope[SERVER_SEND] = send
         rid = incoming_id(scope) or uuid.uuid4().hex
         token = request_id.set(rid)
         status = 500  # unless a response starts: an exception escaped every handler
