@@ -43,9 +43,10 @@ LIST_SHARE_SECONDS = 5.0
 CATCH_UP_PAGE = 1000
 LIST_BATCH = 1000
 """Frames per chunk of a list (about 200 kB): what a stream holds while its reader is slow (the
-server's copy of it waits in the connection's buffer). Each chunk is one write to every stream;
-with 2000 watchers listing 10000 allocations together, chunks of 1000 made them all live in
-6-8 s where chunks of 250 took 11 s, and the server's peak memory was no higher."""
+HTTP server's copy of it waits in the connection's buffer), so at most that per listing watcher.
+Each chunk is one write to every stream: with 2000 watchers listing 10000 allocations together,
+chunks of 1000 took the server a quarter to a third less CPU than chunks of 250, for a peak
+memory of 300 to 580 MiB instead of 340 to 450."""
 
 
 @dataclass(frozen=True, slots=True)
