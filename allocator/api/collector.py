@@ -3,8 +3,9 @@
 With its defaults CPython collects the youngest generation every 700 new container objects, and
 each delivery to a watcher makes a few (a future, a handle, the message of the write): with
 thousands of watchers that is a collection for every few events written, and now and then a full
-one that walks every object of the process. Measured with 2000 watchers resuming at once, the
-collector took about a sixth of the server's CPU. Here it runs about seventy times less often,
+one that walks every object of the process. In a profile of 2000 watchers resuming at once
+(py-spy, native frames), a sixth of the server's samples were in the collector, most of them
+under the tailer waking the streams. Here it runs about seventy times less often,
 and what exists once the app is built (modules, routes, settings) is moved out of its sight with
 ``gc.freeze``. Little of the feed's garbage is cyclic (frames and batches are freed by reference
 counting), so memory does not wait on the collector; the cycles that exist (exceptions and their
