@@ -300,10 +300,10 @@ class Tailer:
 
         Returns the frames in memory after ``after`` (None: there are none; the batch is shared
         with the watchers attaching at the same place before the next read, see ``_backlog``)
-        and the subscription that receives every later one, once a read of the log that began after this call is done. Returns None when
-        the watcher is not where this tailer is: ``after`` older than the memory window, ahead of
-        the head, or in another epoch, or when no read succeeds in time (read the database
-        first, then attach again).
+        and the subscription that receives every later one, once a read of the log that began
+        after this call is done. Returns None when the watcher is not where this tailer is:
+        ``after`` older than the memory window, ahead of the head, or in another epoch, or when no
+        read succeeds in time (read the database first, then attach again).
         """
         try:
             await self.fresh()
