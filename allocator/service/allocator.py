@@ -245,15 +245,24 @@ class Allocator:
     async def _lone(self, operation: Operation) -> Outcome:
         """A group of one, run in the caller's task while nothing else runs: no group task to
         start and no future to settle. Requests arriving meanwhile collect as behind any group."""
-        owners = {operation.owner} if operation.owner is not None else set()
-        self._busy |= owners
-        self._running += 1
+        owners = self._claim([operation])
         try:
             return await self._alone(operation)
         finally:
-            self._running -= 1
-            self._busy -= owners
-            self._dispatch()
+            self._end(owners)
+
+    def _claim(self, operations: list[Operation]) -> set[str]:
+        """Count a group as running and its owners as busy; return the owners."""
+        owners = {o.owner for o in operations if o.owner is not None}
+        self._busy |= owners
+        self._running += 1
+        return owners
+
+    def _end(self, owners: set[str]) -> None:
+        """A group ended: its owners are free and the pending requests may start."""
+        self._running -= 1
+        self._busy -= owners
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._pending and self._running < self._in_flight:
@@ -289,9 +298,7 @@ class Allocator:
         self._pending = waiting
         if not group:
             return False
-        owners = {p.operation.owner for p in group if p.operation.owner is not None}
-        self._busy |= owners
-        self._running += 1
+        owners = self._claim([p.operation for p in group])
         task = asyncio.get_running_loop().create_task(self._run(group, owners))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -301,9 +308,7 @@ class Allocator:
         try:
             await self._execute(group)
         finally:
-            self._running -= 1
-            self._busy -= owners
-            self._dispatch()
+            self._end(owners)
 
     async def _execute(self, group: list[_Pending]) -> None:
         if len(group) == 1:
