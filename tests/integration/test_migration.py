@@ -271,19 +271,19 @@ async def test_0006_downgrades_to_0005_and_upgrades_again_with_the_data(database
         assert created and held.range == "v6"
 
 
+async def downgrade(engine: AsyncEngine, target: str) -> None:
+    def run(connection: Connection) -> None:
+        command.downgrade(migration.alembic_config(connection), target)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
 async def test_0007_downgrades_to_0006_and_upgrades_again_with_the_data(database_url: str) -> None:
     async with upgraded_from(database_url, "0005", REVISION_0005_DATA) as (engine, pool):
         allocator = Allocator(pool)
         before = await assert_consistent(engine)
-
-        def to(target: str) -> Any:
-            def run(connection: Connection) -> None:
-                command.downgrade(migration.alembic_config(connection), target)
-
-            return run
-
-        async with engine.begin() as connection:
-            await connection.run_sync(to("0006"))
+        await downgrade(engine, "0006")
         older, _ = await allocator.allocate(AllocationRequest(owner="on-0006", range="v4"))
         static, _ = await allocator.allocate(AllocationRequest(owner="s", ip=IP("10.1.1.7")))
         await migration.upgrade(engine)
@@ -291,4 +291,26 @@ async def test_0007_downgrades_to_0006_and_upgrades_again_with_the_data(database
         assert created and newer.revision == older.revision + 2
         released, _ = await allocator.release(static.ip, "s")
         assert released.revision == static.revision
+        assert await assert_consistent(engine) == before | {older.ip, newer.ip}
+
+
+async def test_0008_downgrades_to_0007_and_upgrades_again_with_the_data(database_url: str) -> None:
+    async with upgraded_from(database_url, "0005", REVISION_0005_DATA) as (engine, pool):
+        allocator = Allocator(pool)
+        before = await assert_consistent(engine)
+
+        async def settings() -> list[str]:
+            async with pool.acquire() as connection:
+                found: list[str] = await connection.fetchval(
+                    "SELECT proconfig FROM pg_proc WHERE proname = 'allocator_write'"
+                )
+            return found
+
+        await downgrade(engine, "0007")
+        assert await settings() == ["plan_cache_mode=force_generic_plan"]
+        older, _ = await allocator.allocate(AllocationRequest(owner="on-0007", range="v4"))
+        await migration.upgrade(engine)
+        assert "enable_seqscan=off" in await settings()
+        newer, created = await allocator.allocate(AllocationRequest(owner="on-0008", range="v4"))
+        assert created and newer.revision == older.revision + 1
         assert await assert_consistent(engine) == before | {older.ip, newer.ip}

@@ -2,15 +2,17 @@
 
 A SQL function that Postgres does not inline is planned again by every statement that calls it
 (migration 0007): declaring one IMMUTABLE over a STABLE body silently puts that cost back on
-every write.
+every write. The plans it keeps are made once per connection, so they must read by index
+whatever the tables held when they were made (migration 0008).
 """
 
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allocator.service import ranges
-from allocator.store.write import Kind, Operation, write
+from allocator.store.write import Kind, Operation, write, write_batch
 
 INLINED = ("allocator_json", "allocator_time", "allocator_extension")
 
@@ -50,4 +52,54 @@ async def test_the_write_function_plans_its_statements_once_per_connection(pool:
         settings = await connection.fetchval(
             "SELECT proconfig FROM pg_proc WHERE proname = 'allocator_write'"
         )
-    assert settings == ["plan_cache_mode=force_generic_plan"]
+    assert settings == [
+        "plan_cache_mode=force_generic_plan",
+        "enable_seqscan=off",
+        "enable_hashjoin=off",
+        "enable_mergejoin=off",
+        "jit=off",
+    ]
+
+
+def every_kind(round: int) -> list[Operation]:
+    """A dynamic allocation naming its range and one naming none, a static one, its guarded
+    release and a release of all of an owner's allocations."""
+    ip = f"10.78.0.{5 + round}"
+    return [
+        Operation(Kind.ALLOCATE, f"named-{round}", range="grow", metadata="{}"),
+        Operation(Kind.ALLOCATE, f"unnamed-{round}", metadata="{}"),
+        Operation(Kind.ALLOCATE, f"static-{round}", ip=ip, metadata="{}"),
+        Operation(Kind.RELEASE, f"static-{round}", ip),
+        Operation(Kind.RELEASE_OWNER, f"named-{round}"),
+    ]
+
+
+async def test_plans_made_on_empty_tables_read_them_by_index_once_they_are_large(
+    engine: AsyncEngine, pool: Any, database_url: str
+) -> None:
+    await ranges.create_range(engine, "grow", "10.78.0.0/16")
+    planned = await asyncpg.connect(database_url)
+    try:
+        # Its plans are made now, on tables holding nothing.
+        first = [(await write(planned, [o]))[0].status for o in every_kind(0)]
+        async with pool.acquire() as filler:
+            for batch in range(4):
+                fill = [
+                    Operation(Kind.ALLOCATE, f"fill-{batch}-{n}", range="grow", metadata="{}")
+                    for n in range(1000)
+                ]
+                outcomes, _ = await write_batch(filler, fill, atomic=False, patient=True)
+                assert {o.status for o in outcomes} == {201}
+        # One transaction, so that its table statistics can be read before it ends.
+        async with planned.transaction():
+            later = [(await write(planned, [o]))[0].status for o in every_kind(1)]
+            scans = dict(
+                await planned.fetch(
+                    "SELECT relname, seq_scan FROM pg_stat_xact_user_tables"
+                    " WHERE relname IN ('allocation', 'bitmap_block', 'cooling_address', 'event')"
+                )
+            )
+    finally:
+        await planned.close()
+    assert first == later == [201, 201, 201, 204, 200]
+    assert scans == dict.fromkeys(("allocation", "bitmap_block", "cooling_address", "event"), 0)
