@@ -1,43 +1,33 @@
 """The write function's plans read by index whatever the tables held when they were made.
 
-``allocator_write`` plans each of its statements once per connection (migration 0007). A plan
-made while a table is small is a plan for a small table: a connection that wrote its first
-allocations into a nearly empty database kept plans that scan ``allocation`` whole and join
-by hashing (the revision update over the made allocations, the owner's allocations of a
-release), and ran them on every later write, however many allocations there were by then:
-with 40,000 allocations a write cost the backend 6 ms instead of 0.7 ms. Every statement of the
-function is a key lookup or an ordered index scan at any size, so the function's own settings
-forbid the plans that only pay on small tables: sequential scans where an index serves, hash
-and merge joins. JIT is off too: with sequential scans priced as forbidden, the few lookups with
-no index to use (the ranges of a family) cost more than JIT's threshold, and compiling them cost
-far more than running them.
+The SQL lives in ``0008_write_plans_by_index.sql`` beside this file.
 
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03
 """
 
+from pathlib import Path
+
 from alembic import op
+
+from allocator.store.migration import execute_script, function_definition
 
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-FUNCTION = "allocator_write(text[], text[], inet[], text[], text[], jsonb[], text, boolean)"
-SETTINGS = {
-    "enable_seqscan": "off",
-    "enable_hashjoin": "off",
-    "enable_mergejoin": "off",
-    "jit": "off",
-}
+HERE = Path(__file__).parent
 
 
 def upgrade() -> None:
-    assignments = " ".join(f"SET {name} = {value}" for name, value in SETTINGS.items())
-    op.execute(f"ALTER FUNCTION {FUNCTION} {assignments}")
+    execute_script(op.get_bind(), Path(__file__).with_suffix(".sql"))
 
 
 def downgrade() -> None:
-    for name in SETTINGS:
-        op.execute(f"ALTER FUNCTION {FUNCTION} RESET {name}")
+    # Migration 0007's form: the same results, and the same plans while the tables are large
+    # when the plans are made.
+    op.get_bind().exec_driver_sql(
+        function_definition(HERE / "0007_write_without_planning.sql", "allocator_write")
+    )
