@@ -26,8 +26,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Migration 0007's form: the same results, and the same plans while the tables are large
-    # when the plans are made.
+    # Migration 0007's form: the same results, with plans as good as the tables were large when
+    # each connection made them.
     op.get_bind().exec_driver_sql(
         function_definition(HERE / "0007_write_without_planning.sql", "allocator_write")
     )
