@@ -24,7 +24,9 @@ SERVER_SEND = "allocator.server_send"
 """The scope key of the server's own ``send``, for a watch stream's body (see
 ``feed_response``): every middleware between here and the route looks at a response's start
 only, and passing each delivery through their wrappers was a tenth of the server's CPU with
-thousands of watchers."""
+thousands of watchers. The request log takes it out of the scope when the request ends: the
+server's ``send`` holds the scope, so leaving it there made a reference cycle per request, freed
+only by the cyclic collector, which a server process runs rarely (``allocator.api.collector``)."""
 
 
 def incoming_id(scope: Scope) -> str | None:
@@ -75,6 +77,7 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
+            scope.pop(SERVER_SEND, None)
             self._record(scope, status, seconds, rid)
             request_id.reset(token)
 

@@ -4,6 +4,8 @@ middleware (``allocator.api.feed_response``): what those wrappers watch for stil
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -64,3 +66,29 @@ async def test_without_the_request_log_the_body_goes_through_the_middleware_too(
 
     await FeedResponse(frames(2), "ndjson", send_timeout=5)(dict(SCOPE), never, server_send)
     assert in_middleware == ["http.response.start", *["http.response.body"] * 3]
+
+
+async def test_a_finished_request_leaves_no_cycle_through_the_servers_send() -> None:
+    """The server's send holds the scope (as uvicorn's does): once the request ends, the scope
+    no longer holds the send, so both are freed by reference counting, not by the collector."""
+
+    class Cycle:  # uvicorn's per-request object: its scope, and the send bound to it
+        def __init__(self, scope: Scope) -> None:
+            self.scope = scope
+
+        async def send(self, message: Message) -> None:
+            pass
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        await FeedResponse(frames(1), "ndjson", send_timeout=5)(scope, receive, send)
+
+    cycle = Cycle(dict(SCOPE))
+    freed = asyncio.Event()
+    weakref.finalize(cycle, freed.set)
+    gc.disable()
+    try:
+        await RequestLog(route, Metrics())(cycle.scope, never, cycle.send)
+        del cycle
+        assert freed.is_set()
+    finally:
+        gc.enable()

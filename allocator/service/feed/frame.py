@@ -32,11 +32,16 @@ class Frame:
 
 
 def encode(revision: int, json: bytes) -> Frame:
-    """Return the frame of the Event whose compact JSON text is ``json``."""
+    """Return the frame of the Event whose compact JSON text is ``json``.
+
+    The frame keeps copies of its size, not ``json`` itself: the bytes orjson returns hold the
+    whole buffer it wrote them in (4 kB for an event of 120 bytes), and the tailer's window
+    keeps thousands of frames."""
+    ndjson = json + b"\n"
     return Frame(
         revision=revision,
-        json=json,
-        ndjson=json + b"\n",
+        json=ndjson[:-1],
+        ndjson=ndjson,
         sse=b"id: %d\ndata: %s\n\n" % (revision, json),
     )
 
