@@ -13,6 +13,7 @@ from allocator.api.problems import document_of
 from allocator.service import ranges
 from allocator.service.allocator import AllocationRequest, Allocator
 from allocator.service.feed.shared_reads import SharedReads
+from allocator.service.feed.tailer import READ_SPACING
 from allocator.service.feed.watch import WatchOptions, open_watch
 from tests.integration.feed import Reader, tailing
 
@@ -66,6 +67,25 @@ async def test_watchers_resuming_from_one_place_beyond_the_window_share_each_pag
             events = await read_until(reader, more[-1])
             assert [e["revision"] for e in events] == more
             await reader.close()
+
+
+async def test_watchers_arriving_one_after_another_share_reads_spaced_in_time(pool: Any) -> None:
+    """As after a restart, watchers arrive over a while, each waiting for a read of the log that
+    began after it asked: the reads are spaced, not one after another for as long as they come."""
+    loop = asyncio.get_running_loop()
+    async with tailing(pool) as tailer:
+
+        async def arrive(n: int) -> float:
+            await asyncio.sleep(n / 1000)
+            asked = loop.time()
+            await tailer.fresh()
+            return loop.time() - asked
+
+        reads_before, started = tailer.reads, loop.time()
+        waits = await asyncio.gather(*(arrive(n) for n in range(300)))
+        elapsed = loop.time() - started
+        assert tailer.reads - reads_before <= elapsed / READ_SPACING + 1 < 300
+        assert min(waits) > 0
 
 
 async def test_watchers_listing_together_share_one_snapshot_and_go_on_without_a_gap(
