@@ -1,7 +1,7 @@
 """An event encoded for the wire once, however many watchers it goes to.
 
-A frame holds the Event object's JSON and the two forms the feed is served in: a line of
-newline-delimited JSON and a Server-Sent Events message whose ``id`` is the revision (so a
+A frame holds the two forms the feed is served in: a line of newline-delimited JSON (the Event
+object's JSON and a newline) and a Server-Sent Events message whose ``id`` is the revision (so a
 browser's ``Last-Event-ID`` resumes where it stopped).
 """
 
@@ -22,9 +22,13 @@ SSE = "text/event-stream"
 @dataclass(frozen=True, slots=True)
 class Frame:
     revision: int
-    json: bytes
     ndjson: bytes
     sse: bytes
+
+    @property
+    def json(self) -> bytes:
+        """The Event object's JSON text (a copy: the wire forms are what a frame keeps)."""
+        return self.ndjson[:-1]
 
     def on(self, wire: Wire) -> bytes:
         """Return the bytes of this frame in the ``wire`` format."""
@@ -34,14 +38,12 @@ class Frame:
 def encode(revision: int, json: bytes) -> Frame:
     """Return the frame of the Event whose compact JSON text is ``json``.
 
-    The frame keeps copies of its size, not ``json`` itself: the bytes orjson returns hold the
-    whole buffer it wrote them in (4 kB for an event of 120 bytes), and the tailer's window
-    keeps thousands of frames."""
-    ndjson = json + b"\n"
+    The frame keeps bytes of its own size, not ``json``: the bytes orjson returns hold the whole
+    buffer it wrote them in (4 kB for an event of 120 bytes), and the tailer's window keeps
+    thousands of frames."""
     return Frame(
         revision=revision,
-        json=ndjson[:-1],
-        ndjson=ndjson,
+        ndjson=json + b"\n",
         sse=b"id: %d\ndata: %s\n\n" % (revision, json),
     )
 
